@@ -1,0 +1,125 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "halfserve/engine/device.h"
+#include "halfserve/format/model_metadata.h"
+#include "halfserve/format/tensor.h"
+
+// The whole contract between the model code (engine/bert_model.cc, device-agnostic) and a compute backend.
+// A backend owns its device memory, prepares weights once at load, and runs the handful of ops a BERT token
+// classifier needs. Activations are row-major matrices: rows = tokens, cols = features.
+namespace halfserve {
+
+// A tensor resident in a backend's memory. `owner` keeps it alive (null for views into the model file).
+struct DeviceTensor {
+  std::shared_ptr<void> owner;
+  const void* data = nullptr;
+  DType dtype = DType::f32;
+  Shape shape;
+};
+
+// A matrix in backend memory an op reads or writes.
+struct MatrixRef {
+  void* data = nullptr;
+  DType dtype = DType::f32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// dst = act(src · weightᵀ + bias) [+ residual]; weight is [out_features, in_features] as stored in the file.
+struct LinearSpec {
+  int64_t in_features = 0;
+  int64_t out_features = 0;
+  DType compute_dtype = DType::f32;  // type of src and of the packed weights (f32 or bf16)
+  DType dst_dtype = DType::f32;      // f32 or bf16
+  std::optional<Activation> activation;
+  bool add_residual = false;  // residual is f32 [rows, out_features]
+};
+
+class LinearWeights {
+ public:
+  explicit LinearWeights(LinearSpec spec) : spec_(std::move(spec)) {}
+  virtual ~LinearWeights() = default;
+  const LinearSpec& spec() const { return spec_; }
+
+ private:
+  LinearSpec spec_;
+};
+
+struct LayerNormParams {
+  const float* gamma = nullptr;  // f32 [cols], backend memory
+  const float* beta = nullptr;
+  float eps = 1e-12f;
+};
+
+// Token ids of a padded batch, row-major [batch, length], in backend memory (int32).
+struct TokenBatch {
+  const int32_t* input_ids = nullptr;
+  const int32_t* token_type_ids = nullptr;
+  const int32_t* attention_mask = nullptr;
+  int64_t batch = 0;
+  int64_t length = 0;
+};
+
+struct EmbeddingTables {
+  DeviceTensor word;      // [vocab, hidden], any float dtype
+  DeviceTensor position;  // [max_positions, hidden]
+  DeviceTensor token_type;  // [type_vocab, hidden]
+};
+
+// Multi-head self-attention over a fused projection qkv = [Q | K | V] (f32 [batch*length, 3*hidden]).
+// Keys whose attention_mask is 0 get −10000 added to their scores, in fp32, before the softmax.
+struct AttentionArgs {
+  const float* qkv = nullptr;
+  TokenBatch tokens;
+  int64_t num_heads = 0;
+  int64_t head_size = 0;
+  MatrixRef context;  // [batch*length, hidden], f32 or bf16
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual Device device() const = 0;
+  // One line for logs and tables: device, library, ISA, threads.
+  virtual std::string description() const = 0;
+  // The GEMM input type used for a requested precision (fp16 weights may compute in f32 or bf16).
+  virtual DType compute_dtype(Precision precision) const = 0;
+
+  virtual std::shared_ptr<void> allocate(size_t bytes) = 0;
+  virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  // Places a tensor in backend memory, converted to `as` when given (LayerNorm and biases go to f32).
+  virtual DeviceTensor upload(const TensorView& tensor, std::optional<DType> as) = 0;
+
+  virtual std::unique_ptr<LinearWeights> prepare_linear(const TensorView& weight, const TensorView& bias,
+                                                        const LinearSpec& spec) = 0;
+  virtual void linear(const LinearWeights& weights, const MatrixRef& src, const MatrixRef& dst,
+                      const float* residual) = 0;
+
+  // dst = LayerNorm(word[id] + position[column] + token_type[type]); dst_low, when given, gets a bf16 copy.
+  virtual void embed_layer_norm(const TokenBatch& tokens, const EmbeddingTables& tables, const LayerNormParams& norm,
+                                const MatrixRef& dst, const MatrixRef* dst_low) = 0;
+  // dst = LayerNorm(src) with fp32 statistics; src and dst f32 (may alias); dst_low as above.
+  virtual void layer_norm(const float* src, const LayerNormParams& norm, const MatrixRef& dst,
+                          const MatrixRef* dst_low) = 0;
+  virtual void attention(const AttentionArgs& args) = 0;
+
+  // Waits for queued work (a no-op on CPU).
+  virtual void synchronize() {}
+};
+
+struct BackendOptions {
+  Device device = Device::cpu;
+  int threads = 0;  // 0: all cores
+};
+
+// Throws Error when the device is unavailable (CUDA not built in, or no GPU), saying which.
+std::shared_ptr<Backend> create_backend(const BackendOptions& options);
+
+}  // namespace halfserve

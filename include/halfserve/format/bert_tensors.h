@@ -1,0 +1,33 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "halfserve/format/model_metadata.h"
+#include "halfserve/format/tensor.h"
+
+namespace halfserve {
+
+// Frozen files name tensors as Hugging Face's BertForTokenClassification does (`bert.` prefix, weights
+// [out, in]), so the file also loads into transformers and any safetensors tool shows familiar names.
+namespace bert_names {
+std::string embedding(const std::string& which);  // "word_embeddings" -> "bert.embeddings.word_embeddings.weight"
+std::string embedding_layer_norm(const std::string& param);                  // param: "weight" | "bias"
+std::string layer(int64_t index, const std::string& suffix);                 // "attention.self.query.weight"
+inline const std::string kClassifierWeight = "classifier.weight";
+inline const std::string kClassifierBias = "classifier.bias";
+}  // namespace bert_names
+
+// What a tensor is for; decides how precision conversion treats it.
+enum class TensorRole : uint8_t { embedding, weight, bias, layer_norm };
+
+struct ExpectedTensor {
+  std::string name;
+  Shape shape;
+  TensorRole role;
+};
+
+// Every tensor a model with this architecture (and `num_labels` head outputs, 0 for none) must hold.
+std::vector<ExpectedTensor> expected_bert_tensors(const BertConfig& config, int64_t num_labels);
+
+}  // namespace halfserve

@@ -1,0 +1,235 @@
+#include "halfserve/engine/bert_model.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "halfserve/convert/precision_cast.h"
+#include "halfserve/format/bert_tensors.h"
+#include "halfserve/util/error.h"
+
+namespace halfserve {
+
+namespace {
+
+// Bounds the activations one call may allocate (the FFN buffer is tokens × intermediate floats).
+constexpr int64_t kMaxBatchTokens = 1 << 18;
+
+// Workspace slots; each is one activation buffer reused across layers and calls.
+enum Slot : size_t {
+  kIds, kTypes, kMask, kHidden, kHiddenLow, kQkv, kContext, kResidualSum, kIntermediate, kLogits, kSlotCount
+};
+
+TensorView concatenate_rows(const std::vector<const TensorView*>& parts, std::vector<float>& storage) {
+  storage.clear();
+  int64_t rows = 0;
+  for (const TensorView* part : parts) {
+    const std::vector<float> values = part->to_float();
+    storage.insert(storage.end(), values.begin(), values.end());
+    rows += part->shape[0];
+  }
+  Shape shape = parts.front()->shape;
+  shape[0] = rows;
+  return TensorView{DType::f32, shape,
+                    std::span<const std::byte>(reinterpret_cast<const std::byte*>(storage.data()), storage.size() * sizeof(float))};
+}
+
+std::string position(int64_t row, int64_t column) {
+  return "[" + std::to_string(row) + "][" + std::to_string(column) + "]";
+}
+
+}  // namespace
+
+struct BertModel::Layer {
+  std::unique_ptr<LinearWeights> qkv, attention_output, intermediate, output;
+  DeviceTensor attention_norm_gamma, attention_norm_beta, output_norm_gamma, output_norm_beta;
+};
+
+void* Workspace::buffer(size_t slot, size_t bytes, Backend& backend) {
+  if (slots_.size() <= slot) slots_.resize(slot + 1);
+  auto& [memory, capacity] = slots_[slot];
+  if (capacity < bytes || memory == nullptr) {
+    memory = backend.allocate(bytes);
+    capacity = bytes;
+  }
+  return memory.get();
+}
+
+BertModel::BertModel(std::shared_ptr<const FrozenModel> model, std::shared_ptr<Backend> backend, Precision precision)
+    : model_(std::move(model)), backend_(std::move(backend)), precision_(precision) {
+  model_->validate();
+  compute_dtype_ = backend_->compute_dtype(precision_);
+  const BertConfig& c = model_->metadata.config;
+  const TensorStore& t = model_->tensors;
+  Backend& b = *backend_;
+  using namespace bert_names;
+
+  embeddings_ = {b.upload(t.at(embedding("word_embeddings")), std::nullopt),
+                 b.upload(t.at(embedding("position_embeddings")), std::nullopt),
+                 b.upload(t.at(embedding("token_type_embeddings")), std::nullopt)};
+  embedding_norm_gamma_ = b.upload(t.at(embedding_layer_norm("weight")), DType::f32);
+  embedding_norm_beta_ = b.upload(t.at(embedding_layer_norm("bias")), DType::f32);
+
+  const int64_t h = c.hidden_size, f = c.intermediate_size;
+  auto spec = [&](int64_t in, int64_t out, DType dst, std::optional<Activation> activation, bool residual) {
+    return LinearSpec{in, out, compute_dtype_, dst, activation, residual};
+  };
+  std::vector<float> scratch;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    auto layer = std::make_unique<Layer>();
+    auto w = [&](const char* suffix) -> const TensorView& { return t.at(bert_names::layer(i, suffix)); };
+    // One GEMM for Q, K and V: their weights stacked as rows of a [3·hidden, hidden] matrix.
+    const TensorView qkv_weight = concatenate_rows(
+        {&w("attention.self.query.weight"), &w("attention.self.key.weight"), &w("attention.self.value.weight")}, scratch);
+    std::vector<float> bias_scratch;
+    const TensorView qkv_bias = concatenate_rows(
+        {&w("attention.self.query.bias"), &w("attention.self.key.bias"), &w("attention.self.value.bias")}, bias_scratch);
+    layer->qkv = b.prepare_linear(qkv_weight, qkv_bias, spec(h, 3 * h, DType::f32, std::nullopt, false));
+    layer->attention_output = b.prepare_linear(w("attention.output.dense.weight"), w("attention.output.dense.bias"),
+                                               spec(h, h, DType::f32, std::nullopt, true));
+    layer->intermediate = b.prepare_linear(w("intermediate.dense.weight"), w("intermediate.dense.bias"),
+                                           spec(h, f, compute_dtype_, c.activation, false));
+    layer->output = b.prepare_linear(w("output.dense.weight"), w("output.dense.bias"),
+                                     spec(f, h, DType::f32, std::nullopt, true));
+    layer->attention_norm_gamma = b.upload(w("attention.output.LayerNorm.weight"), DType::f32);
+    layer->attention_norm_beta = b.upload(w("attention.output.LayerNorm.bias"), DType::f32);
+    layer->output_norm_gamma = b.upload(w("output.LayerNorm.weight"), DType::f32);
+    layer->output_norm_beta = b.upload(w("output.LayerNorm.bias"), DType::f32);
+    layers_.push_back(std::move(layer));
+  }
+  if (model_->metadata.has_head())
+    classifier_ = b.prepare_linear(t.at(kClassifierWeight), t.at(kClassifierBias),
+                                   spec(h, static_cast<int64_t>(model_->metadata.labels.size()), DType::f32, std::nullopt, false));
+}
+
+BertModel::~BertModel() = default;
+
+std::shared_ptr<const BertModel> BertModel::from_model(FrozenModel model, const EngineOptions& options) {
+  auto backend = create_backend({options.device, options.threads});
+  const Precision file_precision = model.metadata.provenance.precision;
+  const Precision precision = options.precision.value_or(file_precision);
+  auto shared = std::make_shared<FrozenModel>(precision == file_precision ? std::move(model)
+                                                                          : cast_model(model, {precision, false}));
+  return std::make_shared<const BertModel>(std::move(shared), std::move(backend), precision);
+}
+
+std::shared_ptr<const BertModel> BertModel::load(const std::string& path, const EngineOptions& options) {
+  return from_model(load_frozen_model(path), options);
+}
+
+std::string BertModel::describe() const {
+  return std::string(precision_name(precision_)) + " weights computed as " + std::string(dtype_name(compute_dtype_)) +
+         " GEMMs on " + backend_->description();
+}
+
+void BertModel::validate(const InputBatch& in) const {
+  const BertConfig& c = config();
+  if (in.batch < 1 || in.length < 1)
+    throw InvalidArgument("empty batch: " + std::to_string(in.batch) + " rows of length " + std::to_string(in.length));
+  if (in.length > c.max_positions)
+    throw InvalidArgument("sequence length " + std::to_string(in.length) + " exceeds the model's maximum of " +
+                          std::to_string(c.max_positions) + " positions");
+  if (in.batch * in.length > kMaxBatchTokens)
+    throw InvalidArgument("batch of " + std::to_string(in.batch * in.length) + " tokens exceeds the limit of " +
+                          std::to_string(kMaxBatchTokens) + "; split it into smaller batches");
+  const size_t count = static_cast<size_t>(in.batch * in.length);
+  if (in.input_ids.size() != count)
+    throw InvalidArgument("input_ids holds " + std::to_string(in.input_ids.size()) + " values, expected " +
+                          std::to_string(in.batch) + " x " + std::to_string(in.length));
+  if (!in.attention_mask.empty() && in.attention_mask.size() != count)
+    throw InvalidArgument("attention_mask shape does not match input_ids");
+  if (!in.token_type_ids.empty() && in.token_type_ids.size() != count)
+    throw InvalidArgument("token_type_ids shape does not match input_ids");
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t row = static_cast<int64_t>(i) / in.length, column = static_cast<int64_t>(i) % in.length;
+    if (in.input_ids[i] < 0 || in.input_ids[i] >= c.vocab_size)
+      throw InvalidArgument("input_ids" + position(row, column) + " = " + std::to_string(in.input_ids[i]) +
+                            " is outside the vocabulary (0.." + std::to_string(c.vocab_size - 1) + ")");
+    if (!in.attention_mask.empty() && in.attention_mask[i] != 0 && in.attention_mask[i] != 1)
+      throw InvalidArgument("attention_mask" + position(row, column) + " = " + std::to_string(in.attention_mask[i]) +
+                            " (must be 0 or 1)");
+    if (!in.token_type_ids.empty() && (in.token_type_ids[i] < 0 || in.token_type_ids[i] >= c.type_vocab_size))
+      throw InvalidArgument("token_type_ids" + position(row, column) + " = " + std::to_string(in.token_type_ids[i]) +
+                            " is outside 0.." + std::to_string(c.type_vocab_size - 1));
+  }
+}
+
+OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selection, Workspace& ws) const {
+  validate(in);
+  const BertConfig& c = config();
+  Backend& b = *backend_;
+  const int64_t tokens = in.batch * in.length, h = c.hidden_size, f = c.intermediate_size;
+  const bool low = compute_dtype_ != DType::f32;
+  const size_t ids_bytes = static_cast<size_t>(tokens) * sizeof(int32_t);
+
+  auto upload_ids = [&](Slot slot, const std::vector<int32_t>& values, int32_t fallback) {
+    auto* device = static_cast<int32_t*>(ws.buffer(slot, ids_bytes, b));
+    if (values.empty()) {
+      std::vector<int32_t> filled(static_cast<size_t>(tokens), fallback);
+      b.copy_to_device(device, filled.data(), ids_bytes);
+    } else {
+      b.copy_to_device(device, values.data(), ids_bytes);
+    }
+    return device;
+  };
+  const TokenBatch batch{upload_ids(kIds, in.input_ids, 0), upload_ids(kTypes, in.token_type_ids, 0),
+                         upload_ids(kMask, in.attention_mask, 1), in.batch, in.length};
+
+  auto matrix = [&](Slot slot, DType dtype, int64_t cols) {
+    return MatrixRef{ws.buffer(slot, static_cast<size_t>(tokens * cols) * dtype_size(dtype), b), dtype, tokens, cols};
+  };
+  const MatrixRef hidden = matrix(kHidden, DType::f32, h);
+  const MatrixRef hidden_low = low ? matrix(kHiddenLow, compute_dtype_, h) : MatrixRef{};
+  const MatrixRef& gemm_input = low ? hidden_low : hidden;
+  const MatrixRef qkv = matrix(kQkv, DType::f32, 3 * h);
+  const MatrixRef context = matrix(kContext, compute_dtype_, h);
+  const MatrixRef residual_sum = matrix(kResidualSum, DType::f32, h);
+  const MatrixRef intermediate = matrix(kIntermediate, compute_dtype_, f);
+
+  auto norm = [&](const DeviceTensor& gamma, const DeviceTensor& beta) {
+    return LayerNormParams{static_cast<const float*>(gamma.data), static_cast<const float*>(beta.data), c.layer_norm_eps};
+  };
+  b.embed_layer_norm(batch, embeddings_, norm(embedding_norm_gamma_, embedding_norm_beta_), hidden,
+                     low ? &hidden_low : nullptr);
+  for (const auto& layer : layers_) {
+    b.linear(*layer->qkv, gemm_input, qkv, nullptr);
+    b.attention({static_cast<const float*>(qkv.data), batch, c.num_heads, c.head_size(), context});
+    b.linear(*layer->attention_output, context, residual_sum, static_cast<const float*>(hidden.data));
+    b.layer_norm(static_cast<const float*>(residual_sum.data), norm(layer->attention_norm_gamma, layer->attention_norm_beta),
+                 hidden, low ? &hidden_low : nullptr);
+    b.linear(*layer->intermediate, gemm_input, intermediate, nullptr);
+    b.linear(*layer->output, intermediate, residual_sum, static_cast<const float*>(hidden.data));
+    b.layer_norm(static_cast<const float*>(residual_sum.data), norm(layer->output_norm_gamma, layer->output_norm_beta),
+                 hidden, low ? &hidden_low : nullptr);
+  }
+
+  OutputBatch out;
+  out.batch = in.batch;
+  out.length = in.length;
+  const bool want_logits = (selection.logits || selection.label_ids) && classifier_ != nullptr;
+  if ((selection.logits || selection.label_ids) && classifier_ == nullptr)
+    throw InvalidArgument("this model has no classification head: only last_hidden_state is available");
+  if (want_logits) {
+    const int64_t labels = static_cast<int64_t>(metadata().labels.size());
+    const MatrixRef logits = matrix(kLogits, DType::f32, labels);
+    b.linear(*classifier_, gemm_input, logits, nullptr);
+    b.synchronize();
+    std::vector<float> values(static_cast<size_t>(tokens * labels));
+    b.copy_to_host(values.data(), logits.data, values.size() * sizeof(float));
+    if (selection.label_ids) {
+      out.label_ids.resize(static_cast<size_t>(tokens));
+      for (int64_t i = 0; i < tokens; ++i) {
+        const float* row = values.data() + i * labels;
+        out.label_ids[static_cast<size_t>(i)] = static_cast<int32_t>(std::max_element(row, row + labels) - row);
+      }
+    }
+    if (selection.logits) out.logits = std::move(values);
+  }
+  if (selection.last_hidden_state) {
+    b.synchronize();
+    out.last_hidden_state.resize(static_cast<size_t>(tokens * h));
+    b.copy_to_host(out.last_hidden_state.data(), hidden.data, out.last_hidden_state.size() * sizeof(float));
+  }
+  return out;
+}
+
+}  // namespace halfserve

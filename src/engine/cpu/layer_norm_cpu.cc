@@ -1,0 +1,94 @@
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "engine/cpu/cpu_backend.h"
+#include "halfserve/util/error.h"
+#include "halfserve/util/half.h"
+
+namespace halfserve::cpu {
+
+namespace {
+
+// Normalises one row in fp32 (two passes: mean, then variance of the centred values, which stays accurate
+// where E[x²]−E[x]² would cancel), writing f32 and optionally a bf16 copy for the next GEMM.
+void normalize_row(const float* src, int64_t cols, const LayerNormParams& norm, float* dst, uint16_t* dst_low) {
+  float sum = 0.0f;
+  for (int64_t c = 0; c < cols; ++c) sum += src[c];
+  const float mean = sum / static_cast<float>(cols);
+  float square_sum = 0.0f;
+  for (int64_t c = 0; c < cols; ++c) {
+    const float centred = src[c] - mean;
+    square_sum += centred * centred;
+  }
+  const float inverse_std = 1.0f / std::sqrt(square_sum / static_cast<float>(cols) + norm.eps);
+  for (int64_t c = 0; c < cols; ++c) dst[c] = (src[c] - mean) * inverse_std * norm.gamma[c] + norm.beta[c];
+  if (dst_low != nullptr)
+    for (int64_t c = 0; c < cols; ++c) dst_low[c] = float_to_bfloat16(dst[c]);
+}
+
+void check_low(const MatrixRef& dst, const MatrixRef* dst_low) {
+  if (dst.dtype != DType::f32) throw Error("layer norm writes f32");
+  if (dst_low != nullptr && (dst_low->dtype != DType::bf16 || dst_low->rows != dst.rows || dst_low->cols != dst.cols))
+    throw Error("layer norm's low-precision copy must be bf16 of the same shape");
+}
+
+// Adds row `row` of `table` (any float dtype) to `acc`.
+void accumulate_row(const DeviceTensor& table, int64_t row, int64_t cols, float* acc) {
+  const int64_t offset = row * cols;
+  switch (table.dtype) {
+    case DType::f32: {
+      const float* values = static_cast<const float*>(table.data) + offset;
+      for (int64_t c = 0; c < cols; ++c) acc[c] += values[c];
+      break;
+    }
+    case DType::f16: {
+      const uint16_t* values = static_cast<const uint16_t*>(table.data) + offset;
+      for (int64_t c = 0; c < cols; ++c) acc[c] += half_to_float(values[c]);
+      break;
+    }
+    case DType::bf16: {
+      const uint16_t* values = static_cast<const uint16_t*>(table.data) + offset;
+      for (int64_t c = 0; c < cols; ++c) acc[c] += bfloat16_to_float(values[c]);
+      break;
+    }
+    default:
+      throw Error("embedding table of dtype " + std::string(dtype_name(table.dtype)));
+  }
+}
+
+}  // namespace
+
+void CpuBackend::layer_norm(const float* src, const LayerNormParams& norm, const MatrixRef& dst, const MatrixRef* dst_low) {
+  check_low(dst, dst_low);
+  const int64_t cols = dst.cols;
+  auto* out = static_cast<float*>(dst.data);
+  auto* out_low = dst_low != nullptr ? static_cast<uint16_t*>(dst_low->data) : nullptr;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < dst.rows; ++r)
+    normalize_row(src + r * cols, cols, norm, out + r * cols, out_low != nullptr ? out_low + r * cols : nullptr);
+}
+
+void CpuBackend::embed_layer_norm(const TokenBatch& tokens, const EmbeddingTables& tables, const LayerNormParams& norm,
+                                  const MatrixRef& dst, const MatrixRef* dst_low) {
+  check_low(dst, dst_low);
+  const int64_t cols = dst.cols;
+  const int64_t rows = tokens.batch * tokens.length;
+  if (rows != dst.rows) throw Error("embedding output rows do not match the batch");
+  auto* out = static_cast<float*>(dst.data);
+  auto* out_low = dst_low != nullptr ? static_cast<uint16_t*>(dst_low->data) : nullptr;
+#pragma omp parallel
+  {
+    std::vector<float> sum(static_cast<size_t>(cols));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      std::fill(sum.begin(), sum.end(), 0.0f);
+      accumulate_row(tables.word, tokens.input_ids[r], cols, sum.data());
+      accumulate_row(tables.position, r % tokens.length, cols, sum.data());
+      accumulate_row(tables.token_type, tokens.token_type_ids[r], cols, sum.data());
+      normalize_row(sum.data(), cols, norm, out + r * cols, out_low != nullptr ? out_low + r * cols : nullptr);
+    }
+  }
+}
+
+}  // namespace halfserve::cpu

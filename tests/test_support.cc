@@ -1,0 +1,70 @@
+#include "test_support.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "halfserve/synth/synth_model.h"
+
+namespace halfserve::testing {
+
+namespace fs = std::filesystem;
+
+std::optional<fs::path> fixtures_dir() {
+  if (const char* env = std::getenv("HALFSERVE_FIXTURES"); env != nullptr && fs::is_directory(env)) return fs::path(env);
+  const fs::path beside = fs::path(HALFSERVE_SOURCE_DIR) / ".." / "shared" / "fixtures";
+  if (fs::is_directory(beside)) return fs::canonical(beside);
+  return std::nullopt;
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot open " + path.string());
+  return nlohmann::json::parse(in);
+}
+
+TempDir::TempDir() {
+  std::random_device entropy;
+  path_ = fs::temp_directory_path() / ("halfserve-test-" + std::to_string(::getpid()) + "-" + std::to_string(entropy()));
+  fs::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  fs::remove_all(path_, ignored);
+}
+
+FrozenModel tiny_model(uint64_t seed) {
+  SynthOptions options;
+  options.seed = seed;
+  options.config.num_layers = 2;
+  options.config.hidden_size = 32;
+  options.config.num_heads = 4;
+  options.config.intermediate_size = 64;
+  options.config.vocab_size = 300;
+  options.config.max_positions = 64;
+  return synthesize_model(options);
+}
+
+CommandResult run_cli(const std::string& args, const std::string& stdin_text) {
+  TempDir dir;
+  const fs::path in = dir / "stdin", out = dir / "stdout", err = dir / "stderr";
+  std::ofstream(in) << stdin_text;
+  const std::string command = std::string("'") + HALFSERVE_CLI_PATH + "' " + args + " < '" + in.string() + "' > '" +
+                              out.string() + "' 2> '" + err.string() + "'";
+  const int status = std::system(command.c_str());
+  CommandResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::stringstream out_text, err_text;
+  out_text << std::ifstream(out).rdbuf();
+  err_text << std::ifstream(err).rdbuf();
+  result.out = out_text.str();
+  result.err = err_text.str();
+  return result;
+}
+
+}  // namespace halfserve::testing

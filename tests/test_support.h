@@ -1,0 +1,48 @@
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "halfserve/format/frozen_model.h"
+
+namespace halfserve::testing {
+
+// ../shared/fixtures beside the project (or $HALFSERVE_FIXTURES); nullopt when absent.
+std::optional<std::filesystem::path> fixtures_dir();
+
+// Skips the current test with a clear message when the shared fixtures are not there.
+#define HALFSERVE_REQUIRE_FIXTURES(dir)                                                                \
+  const auto dir##_optional = ::halfserve::testing::fixtures_dir();                                    \
+  if (!dir##_optional) GTEST_SKIP() << "../shared/fixtures not found (set HALFSERVE_FIXTURES): skipped"; \
+  const std::filesystem::path dir = *dir##_optional
+
+nlohmann::json read_json(const std::filesystem::path& path);
+
+// A fresh, empty folder under the system temp dir, removed when the object goes away.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A small synthetic model (2 layers, hidden 32, 4 heads, FFN 64, vocabulary 300, 64 positions, 6 labels).
+FrozenModel tiny_model(uint64_t seed = 3);
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+// Runs the halfserve CLI with `args` (shell-quoted by the caller where needed), feeding `stdin_text`.
+CommandResult run_cli(const std::string& args, const std::string& stdin_text = "");
+
+}  // namespace halfserve::testing

@@ -1,0 +1,28 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "halfserve/engine/bert_model.h"
+
+namespace halfserve::cli {
+
+// Flags shared by the commands that run a model: --precision, --device, --threads.
+struct EngineFlags {
+  std::string precision;  // "" = the file's own
+  std::string device = "cpu";
+  int threads = 0;
+
+  void add_to(CLI::App& command);
+  EngineOptions options() const;
+};
+
+// CLI11 validator accepting fp32 / fp16 / bf16 (so a bad value is a usage error, exit 2).
+CLI::Validator precision_validator();
+
+// "1,8,16" -> {1, 8, 16}; every value must be positive.
+std::vector<int64_t> parse_positive_list(const std::string& text, const std::string& flag);
+
+}  // namespace halfserve::cli
