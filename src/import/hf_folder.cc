@@ -136,12 +136,25 @@ bool is_hf_folder(const std::string& folder) {
          fs::exists(fs::path(folder) / "model.safetensors");
 }
 
+bool is_hf_weights_file(const std::string& path) {
+  const fs::path parent = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  if (!fs::is_regular_file(path) || !fs::exists(parent / "config.json")) return false;
+  try {
+    return read_safetensors(path).metadata.count("halfserve.format_version") == 0;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 FrozenModel import_hf_folder(const std::string& folder_name) {
-  const fs::path folder(folder_name);
-  if (!fs::is_directory(folder)) throw Error(folder_name + ": not a folder");
+  // A folder, or one weights file whose folder holds config.json and vocab.txt.
+  const bool is_folder = fs::is_directory(folder_name);
+  const fs::path folder = is_folder ? fs::path(folder_name) : fs::path(folder_name).parent_path().empty()
+                                                                  ? fs::path(".")
+                                                                  : fs::path(folder_name).parent_path();
+  const fs::path weights_path = is_folder ? folder / "model.safetensors" : fs::path(folder_name);
   const fs::path config_path = folder / "config.json";
-  if (!fs::exists(config_path)) throw Error(folder_name + ": no config.json (not a Hugging Face model folder?)");
-  const fs::path weights_path = folder / "model.safetensors";
+  if (!fs::exists(config_path)) throw Error(folder.string() + ": no config.json (not a Hugging Face model folder?)");
   if (!fs::exists(weights_path)) throw Error(folder_name + ": no model.safetensors");
 
   FrozenModel model;
@@ -186,7 +199,7 @@ FrozenModel import_hf_folder(const std::string& folder_name) {
 
   m.signatures = {Signature::default_for(m.has_head())};
   m.provenance.source_format = "hf";
-  m.provenance.source = fs::absolute(folder).lexically_normal().string();
+  m.provenance.source = fs::absolute(is_folder ? folder : weights_path).lexically_normal().string();
   m.provenance.precision = Precision::fp32;
   m.provenance.tool = std::string("halfserve ") + kVersion;
   m.provenance.created = utc_timestamp();

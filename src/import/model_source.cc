@@ -36,8 +36,8 @@ SourceFormat detect_source_format(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   char head[9] = {};
   in.read(head, sizeof head);
-  if (in.gcount() == sizeof head && head[8] == '{') return SourceFormat::frozen;
-  throw Error(path + ": unrecognised model file (expected a halfserve frozen .safetensors file or a Hugging Face folder)");
+  if (in.gcount() == sizeof head && head[8] == '{') return is_hf_weights_file(path) ? SourceFormat::hf : SourceFormat::frozen;
+  throw Error(path + ": unrecognised model file (expected a halfserve frozen .safetensors file, a Hugging Face folder or its .safetensors weights)");
 }
 
 FrozenModel import_model(const std::string& path, SourceFormat format) {

@@ -10,19 +10,21 @@ namespace halfserve::cpu {
 
 namespace {
 
-// Normalises one row in fp32 (two passes: mean, then variance of the centred values, which stays accurate
-// where E[x²]−E[x]² would cancel), writing f32 and optionally a bf16 copy for the next GEMM.
+// Normalises one row with statistics accumulated in double (two passes: mean, then variance of the centred
+// values, which stays accurate where E[x²]−E[x]² or a float running sum would cancel), writing f32 and
+// optionally a bf16 copy for the next GEMM. The row is a few KB, so the wider sums cost next to nothing.
 void normalize_row(const float* src, int64_t cols, const LayerNormParams& norm, float* dst, uint16_t* dst_low) {
-  float sum = 0.0f;
+  double sum = 0.0;
   for (int64_t c = 0; c < cols; ++c) sum += src[c];
-  const float mean = sum / static_cast<float>(cols);
-  float square_sum = 0.0f;
+  const double mean = sum / static_cast<double>(cols);
+  double square_sum = 0.0;
   for (int64_t c = 0; c < cols; ++c) {
-    const float centred = src[c] - mean;
+    const double centred = src[c] - mean;
     square_sum += centred * centred;
   }
-  const float inverse_std = 1.0f / std::sqrt(square_sum / static_cast<float>(cols) + norm.eps);
-  for (int64_t c = 0; c < cols; ++c) dst[c] = (src[c] - mean) * inverse_std * norm.gamma[c] + norm.beta[c];
+  const float inverse_std = static_cast<float>(1.0 / std::sqrt(square_sum / static_cast<double>(cols) + norm.eps));
+  for (int64_t c = 0; c < cols; ++c)
+    dst[c] = static_cast<float>(src[c] - mean) * inverse_std * norm.gamma[c] + norm.beta[c];
   if (dst_low != nullptr)
     for (int64_t c = 0; c < cols; ++c) dst_low[c] = float_to_bfloat16(dst[c]);
 }

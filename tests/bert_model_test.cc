@@ -1,0 +1,203 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <thread>
+
+#include "halfserve/engine/bert_model.h"
+#include "halfserve/import/hf_folder.h"
+#include "halfserve/util/error.h"
+#include "reference_bert.h"
+#include "test_support.h"
+
+namespace halfserve {
+namespace {
+
+InputBatch batch_from_fixture(const nlohmann::json& expected) {
+  InputBatch in;
+  in.batch = static_cast<int64_t>(expected["input_ids"].size());
+  in.length = static_cast<int64_t>(expected["input_ids"][0].size());
+  for (const char* key : {"input_ids", "attention_mask", "token_type_ids"}) {
+    auto& target = std::string(key) == "input_ids" ? in.input_ids
+                   : std::string(key) == "attention_mask" ? in.attention_mask : in.token_type_ids;
+    for (const auto& row : expected[key])
+      for (const auto& value : row) target.push_back(value.get<int32_t>());
+  }
+  return in;
+}
+
+// Worst absolute difference over unpadded positions of a [batch, length, width] tensor.
+double worst_error(const std::vector<float>& actual, const nlohmann::json& expected, const InputBatch& in, int64_t width) {
+  double worst = 0;
+  for (int64_t b = 0; b < in.batch; ++b)
+    for (int64_t t = 0; t < in.length; ++t) {
+      if (in.attention_mask[b * in.length + t] == 0) continue;
+      for (int64_t k = 0; k < width; ++k)
+        worst = std::max(worst, std::fabs(actual[(b * in.length + t) * width + k] - expected[b][t][k].get<double>()));
+    }
+  return worst;
+}
+
+TEST(BertModelTest, MatchesPyTorchOnTheTokenClassifierFixture) {
+  HALFSERVE_REQUIRE_FIXTURES(fixtures);
+  const auto expected = testing::read_json(fixtures / "torch_bert_tokcls" / "expected.json");
+  const InputBatch in = batch_from_fixture(expected);
+  const FrozenModel source = import_hf_folder((fixtures / "torch_bert_tokcls").string());
+  for (const Precision precision : {Precision::fp32, Precision::fp16, Precision::bf16}) {
+    const auto model = BertModel::from_model(source, {Device::cpu, precision, 0});
+    Workspace workspace;
+    const OutputBatch out = model->run(in, {true, true, true}, workspace);
+    const double logits_error = worst_error(out.logits, expected["logits"], in, 4);
+    const double hidden_error = worst_error(out.last_hidden_state, expected["last_hidden_state"], in, 32);
+    std::cout << precision_name(precision) << " (" << model->describe() << "): worst logit error " << logits_error
+              << ", worst hidden-state error " << hidden_error << "\n";
+    if (precision == Precision::fp32) {
+      EXPECT_LE(logits_error, 1e-4);
+      EXPECT_LE(hidden_error, 1e-4);
+    }
+    for (int64_t b = 0; b < in.batch; ++b)
+      for (int64_t t = 0; t < in.length; ++t)
+        if (in.attention_mask[b * in.length + t] != 0)
+          EXPECT_EQ(out.label_ids[b * in.length + t], expected["argmax"][b][t].get<int32_t>())
+              << precision_name(precision) << " row " << b << " position " << t;
+  }
+}
+
+InputBatch random_batch(const BertConfig& config, int64_t batch, int64_t length, uint32_t seed) {
+  std::mt19937 generator(seed);
+  InputBatch in;
+  in.batch = batch;
+  in.length = length;
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t real = std::uniform_int_distribution<int64_t>(1, length)(generator);
+    for (int64_t t = 0; t < length; ++t) {
+      in.input_ids.push_back(std::uniform_int_distribution<int32_t>(0, static_cast<int32_t>(config.vocab_size - 1))(generator));
+      in.attention_mask.push_back(t < real ? 1 : 0);
+      in.token_type_ids.push_back(std::uniform_int_distribution<int32_t>(0, 1)(generator));
+    }
+  }
+  return in;
+}
+
+TEST(BertModelTest, Fp32MatchesTheReferenceAtEveryPosition) {
+  const FrozenModel source = testing::tiny_model();
+  const auto model = BertModel::from_model(source, {Device::cpu, Precision::fp32, 0});
+  for (const auto& [batch, length] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 17}, {5, 64}}) {
+    const InputBatch in = random_batch(source.metadata.config, batch, length, static_cast<uint32_t>(batch * 100 + length));
+    Workspace workspace;
+    const OutputBatch out = model->run(in, {true, true, true}, workspace);
+    const testing::ReferenceOutputs reference = testing::reference_forward(source, in);
+    ASSERT_EQ(out.logits.size(), reference.logits.size());
+    for (size_t i = 0; i < out.logits.size(); ++i) ASSERT_NEAR(out.logits[i], reference.logits[i], 1e-4) << i;
+    for (size_t i = 0; i < out.last_hidden_state.size(); ++i)
+      ASSERT_NEAR(out.last_hidden_state[i], reference.last_hidden_state[i], 1e-4) << i;
+  }
+}
+
+TEST(BertModelTest, ReducedPrecisionsAgreeWithFp32OnLabels) {
+  const FrozenModel source = testing::tiny_model();
+  const InputBatch in = random_batch(source.metadata.config, 8, 32, 99);
+  Workspace workspace;
+  const OutputBatch fp32 = BertModel::from_model(source, {Device::cpu, Precision::fp32, 0})->run(in, {}, workspace);
+  for (const Precision precision : {Precision::fp16, Precision::bf16}) {
+    const auto model = BertModel::from_model(source, {Device::cpu, precision, 0});
+    Workspace own;
+    const OutputBatch out = model->run(in, {}, own);
+    int64_t differing = 0, counted = 0;
+    double worst = 0;
+    for (size_t t = 0; t < out.label_ids.size(); ++t) {
+      if (in.attention_mask[t] == 0) continue;
+      ++counted;
+      differing += out.label_ids[t] != fp32.label_ids[t];
+    }
+    for (size_t i = 0; i < out.logits.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(out.logits[i] - fp32.logits[i])));
+    std::cout << precision_name(precision) << ": " << differing << " of " << counted << " labels differ from fp32, worst logit error "
+              << worst << "\n";
+    EXPECT_LE(differing * 50, counted) << "more than 2 % of labels changed";
+    EXPECT_LT(worst, precision == Precision::fp16 ? 0.05 : 0.5);
+  }
+}
+
+TEST(BertModelTest, PaddingDoesNotChangeRealTokens) {
+  const FrozenModel source = testing::tiny_model();
+  const auto model = BertModel::from_model(source, {Device::cpu, Precision::fp32, 0});
+  InputBatch alone = random_batch(source.metadata.config, 1, 9, 5);
+  std::fill(alone.attention_mask.begin(), alone.attention_mask.end(), 1);
+  InputBatch padded = alone;
+  padded.length = 20;
+  padded.input_ids.resize(20, 0);
+  padded.attention_mask.resize(20, 0);
+  padded.token_type_ids.resize(20, 0);
+  Workspace workspace;
+  const OutputBatch a = model->run(alone, {true, true, false}, workspace);
+  const OutputBatch b = model->run(padded, {true, true, false}, workspace);
+  for (size_t i = 0; i < a.logits.size(); ++i) EXPECT_NEAR(a.logits[i], b.logits[i], 1e-5);
+}
+
+TEST(BertModelTest, ConcurrentCallersGetIdenticalResults) {
+  const FrozenModel source = testing::tiny_model();
+  const auto model = BertModel::from_model(source, {Device::cpu, Precision::bf16, 0});
+  const InputBatch in = random_batch(source.metadata.config, 4, 24, 7);
+  Workspace workspace;
+  const OutputBatch expected = model->run(in, {}, workspace);
+  std::vector<std::thread> threads;
+  std::vector<OutputBatch> results(4);
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] {
+      Workspace own;
+      for (int repeat = 0; repeat < 5; ++repeat) results[i] = model->run(in, {}, own);
+    });
+  for (auto& thread : threads) thread.join();
+  for (const auto& result : results) EXPECT_EQ(result.logits, expected.logits);
+}
+
+void expect_invalid(const BertModel& model, const InputBatch& in, const std::string& fragment) {
+  try {
+    model.validate(in);
+    FAIL() << "expected an error mentioning '" << fragment << "'";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+  }
+}
+
+TEST(BertModelTest, BadInputsAreNamed) {
+  const FrozenModel source = testing::tiny_model();
+  const auto model = BertModel::from_model(source, {Device::cpu, Precision::fp32, 0});
+  InputBatch in = random_batch(source.metadata.config, 2, 4, 1);
+  model->validate(in);
+  InputBatch bad = in;
+  bad.input_ids[5] = 300;
+  expect_invalid(*model, bad, "input_ids[1][1] = 300 is outside the vocabulary (0..299)");
+  bad = in;
+  bad.input_ids[0] = -1;
+  expect_invalid(*model, bad, "input_ids[0][0] = -1");
+  bad = in;
+  bad.attention_mask[2] = 2;
+  expect_invalid(*model, bad, "attention_mask[0][2] = 2");
+  bad = in;
+  bad.token_type_ids[3] = 2;
+  expect_invalid(*model, bad, "token_type_ids[0][3] = 2");
+  bad = in;
+  bad.attention_mask.pop_back();
+  expect_invalid(*model, bad, "attention_mask shape");
+  bad = random_batch(source.metadata.config, 1, 65, 2);
+  expect_invalid(*model, bad, "sequence length 65 exceeds the model's maximum of 64");
+  bad = InputBatch{};
+  expect_invalid(*model, bad, "empty batch");
+}
+
+TEST(BertModelTest, EncoderOnlyModelGivesHiddenStates) {
+  HALFSERVE_REQUIRE_FIXTURES(fixtures);
+  const auto model = BertModel::from_model(import_hf_folder((fixtures / "hf_tiny_bert").string()), {});
+  InputBatch in;
+  in.batch = 1;
+  in.length = 3;
+  in.input_ids = {2, 10, 3};
+  Workspace workspace;
+  EXPECT_THROW(model->run(in, {true, true, false}, workspace), InvalidArgument);
+  const OutputBatch out = model->run(in, {false, false, true}, workspace);
+  EXPECT_EQ(out.last_hidden_state.size(), 3u * 32u);
+}
+
+}  // namespace
+}  // namespace halfserve

@@ -1,0 +1,205 @@
+// Every backend op against the plain reference, for every available backend and compute type (ggml's
+// test-backend-ops idea): a new backend is covered by adding it to backends_under_test().
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "halfserve/engine/backend.h"
+#include "halfserve/util/error.h"
+#include "halfserve/util/half.h"
+#include "reference_bert.h"
+
+namespace halfserve {
+namespace {
+
+using testing::reference_attention;
+using testing::reference_layer_norm;
+using testing::reference_linear;
+
+struct OpCase {
+  Device device;
+  DType compute;
+};
+
+std::string case_name(const ::testing::TestParamInfo<OpCase>& info) {
+  return std::string(device_name(info.param.device)) + "_" + std::string(dtype_name(info.param.compute));
+}
+
+std::vector<float> random_values(size_t count, float scale, uint32_t seed) {
+  std::mt19937 generator(seed);
+  std::uniform_real_distribution<float> distribution(-scale, scale);
+  std::vector<float> values(count);
+  for (auto& value : values) value = distribution(generator);
+  return values;
+}
+
+std::vector<float> round_to(const std::vector<float>& values, DType dtype) {
+  std::vector<float> rounded(values);
+  if (dtype == DType::bf16)
+    for (auto& value : rounded) value = bfloat16_to_float(float_to_bfloat16(value));
+  return rounded;
+}
+
+TensorView view_of(const std::vector<float>& values, Shape shape) {
+  return TensorView{DType::f32, std::move(shape), std::as_bytes(std::span(values))};
+}
+
+class BackendOpsTest : public ::testing::TestWithParam<OpCase> {
+ protected:
+  void SetUp() override {
+    try {
+      backend_ = create_backend({GetParam().device, 0});
+    } catch (const Error& e) {
+      GTEST_SKIP() << "backend " << device_name(GetParam().device) << " unavailable: " << e.what();
+    }
+    if (backend_->compute_dtype(Precision::bf16) != DType::bf16 && GetParam().compute == DType::bf16)
+      GTEST_SKIP() << "this CPU has no native bf16: bf16 runs as f32 here";
+  }
+
+  // Device copy of host values in `dtype` (f32 or bf16).
+  void* to_device(const std::vector<float>& values, DType dtype) {
+    auto memory = backend_->allocate(values.size() * dtype_size(dtype));
+    if (dtype == DType::bf16) {
+      std::vector<uint16_t> narrowed(values.size());
+      for (size_t i = 0; i < values.size(); ++i) narrowed[i] = float_to_bfloat16(values[i]);
+      backend_->copy_to_device(memory.get(), narrowed.data(), narrowed.size() * 2);
+    } else {
+      backend_->copy_to_device(memory.get(), values.data(), values.size() * 4);
+    }
+    keep_.push_back(memory);
+    return memory.get();
+  }
+  void* device_buffer(size_t bytes) {
+    keep_.push_back(backend_->allocate(bytes));
+    return keep_.back().get();
+  }
+  std::vector<float> to_host(const void* data, size_t count, DType dtype) {
+    backend_->synchronize();
+    std::vector<float> values(count);
+    if (dtype == DType::bf16) {
+      std::vector<uint16_t> narrowed(count);
+      backend_->copy_to_host(narrowed.data(), data, count * 2);
+      for (size_t i = 0; i < count; ++i) values[i] = bfloat16_to_float(narrowed[i]);
+    } else {
+      backend_->copy_to_host(values.data(), data, count * 4);
+    }
+    return values;
+  }
+
+  std::shared_ptr<Backend> backend_;
+  std::vector<std::shared_ptr<void>> keep_;
+};
+
+void expect_close(const std::vector<float>& actual, const std::vector<float>& expected, double relative, double absolute) {
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t i = 0; i < actual.size(); ++i)
+    ASSERT_NEAR(actual[i], expected[i], absolute + relative * std::fabs(expected[i])) << "element " << i;
+}
+
+TEST_P(BackendOpsTest, Linear) {
+  const DType compute = GetParam().compute;
+  const int64_t rows = 37, in = 48, out = 80;
+  const auto src = round_to(random_values(rows * in, 1.0f, 1), compute);
+  const auto weight = round_to(random_values(out * in, 0.2f, 2), compute);
+  const auto bias = random_values(out, 0.5f, 3);
+  const auto residual = random_values(rows * out, 1.0f, 4);
+  const Activation erf = Activation::gelu_erf, tanh = Activation::gelu_tanh;
+  struct Variant {
+    const Activation* activation;
+    bool residual;
+    DType dst;
+  };
+  for (const Variant& variant : {Variant{nullptr, false, DType::f32}, Variant{&erf, false, DType::f32},
+                                 Variant{&tanh, false, compute}, Variant{nullptr, true, DType::f32}}) {
+    LinearSpec spec{in, out, compute, variant.dst, std::nullopt, variant.residual};
+    if (variant.activation) spec.activation = *variant.activation;
+    const auto weights = backend_->prepare_linear(view_of(weight, {out, in}), view_of(bias, {out}), spec);
+    const MatrixRef src_ref{to_device(src, compute), compute, rows, in};
+    const MatrixRef dst_ref{device_buffer(rows * out * dtype_size(variant.dst)), variant.dst, rows, out};
+    const float* residual_device = variant.residual ? static_cast<const float*>(to_device(residual, DType::f32)) : nullptr;
+    backend_->linear(*weights, src_ref, dst_ref, residual_device);
+    const auto expected = reference_linear(src, rows, in, weight, bias, out, variant.activation, variant.residual ? &residual : nullptr);
+    // bf16 destinations round to 8 significant bits; f32 accumulation differs from double only slightly.
+    expect_close(to_host(dst_ref.data, rows * out, variant.dst), expected, variant.dst == DType::bf16 ? 1.0 / 128 : 1e-5, 1e-5);
+  }
+}
+
+TEST_P(BackendOpsTest, LayerNorm) {
+  const int64_t rows = 19, cols = 48;
+  // Large offset and small spread: E[x^2] - E[x]^2 would lose the variance here.
+  auto src = random_values(rows * cols, 0.01f, 5);
+  for (auto& value : src) value += 300.0f;
+  const auto gamma = random_values(cols, 1.0f, 6), beta = random_values(cols, 1.0f, 7);
+  const float* gamma_device = static_cast<const float*>(to_device(gamma, DType::f32));
+  const float* beta_device = static_cast<const float*>(to_device(beta, DType::f32));
+  const MatrixRef dst{device_buffer(rows * cols * 4), DType::f32, rows, cols};
+  const MatrixRef low{device_buffer(rows * cols * 2), DType::bf16, rows, cols};
+  backend_->layer_norm(static_cast<const float*>(to_device(src, DType::f32)), {gamma_device, beta_device, 1e-12f}, dst, &low);
+  const auto expected = reference_layer_norm(src, rows, cols, gamma, beta, 1e-12);
+  expect_close(to_host(dst.data, rows * cols, DType::f32), expected, 2e-3, 2e-3);
+  expect_close(to_host(low.data, rows * cols, DType::bf16), expected, 1.0 / 128, 2e-3);
+}
+
+TEST_P(BackendOpsTest, EmbeddingLayerNormReadsEveryTableType) {
+  const int64_t vocab = 11, positions = 9, types = 2, hidden = 24, batch = 2, length = 5;
+  const auto word = random_values(vocab * hidden, 1.0f, 8), position = random_values(positions * hidden, 1.0f, 9),
+             type = random_values(types * hidden, 1.0f, 10);
+  std::vector<uint16_t> word_half(word.size());
+  for (size_t i = 0; i < word.size(); ++i) word_half[i] = float_to_half(word[i]);
+  const TensorView word_view{DType::f16, {vocab, hidden}, std::as_bytes(std::span(word_half))};
+  const EmbeddingTables tables{backend_->upload(word_view, std::nullopt), backend_->upload(view_of(position, {positions, hidden}), std::nullopt),
+                               backend_->upload(view_of(type, {types, hidden}), std::nullopt)};
+  const std::vector<int32_t> ids = {2, 5, 10, 0, 3, 7, 7, 1, 4, 9}, type_ids = {0, 0, 1, 1, 0, 1, 0, 0, 1, 0}, mask(10, 1);
+  auto upload_ints = [&](const std::vector<int32_t>& values) {
+    void* memory = device_buffer(values.size() * 4);
+    backend_->copy_to_device(memory, values.data(), values.size() * 4);
+    return static_cast<const int32_t*>(memory);
+  };
+  const TokenBatch tokens{upload_ints(ids), upload_ints(type_ids), upload_ints(mask), batch, length};
+  const std::vector<float> gamma(hidden, 1.5f), beta(hidden, -0.25f);
+  const MatrixRef dst{device_buffer(batch * length * hidden * 4), DType::f32, batch * length, hidden};
+  backend_->embed_layer_norm(tokens, tables,
+                             {static_cast<const float*>(to_device(gamma, DType::f32)), static_cast<const float*>(to_device(beta, DType::f32)), 1e-12f},
+                             dst, nullptr);
+  std::vector<float> sums(static_cast<size_t>(batch * length * hidden));
+  for (int64_t t = 0; t < batch * length; ++t)
+    for (int64_t k = 0; k < hidden; ++k)
+      sums[t * hidden + k] = half_to_float(word_half[ids[t] * hidden + k]) + position[(t % length) * hidden + k] + type[type_ids[t] * hidden + k];
+  expect_close(to_host(dst.data, sums.size(), DType::f32), reference_layer_norm(sums, batch * length, hidden, gamma, beta, 1e-12), 1e-4, 1e-4);
+}
+
+TEST_P(BackendOpsTest, AttentionMasksPaddedKeys) {
+  const DType context_dtype = GetParam().compute;
+  const int64_t batch = 3, length = 7, heads = 4, head_size = 8, hidden = heads * head_size;
+  const auto qkv = random_values(batch * length * 3 * hidden, 2.0f, 11);
+  std::vector<int32_t> mask(batch * length, 1);
+  for (int64_t j = 4; j < length; ++j) mask[1 * length + j] = 0;  // row 1: 4 real tokens
+  for (int64_t j = 1; j < length; ++j) mask[2 * length + j] = 0;  // row 2: 1 real token
+  void* mask_device = device_buffer(mask.size() * 4);
+  backend_->copy_to_device(mask_device, mask.data(), mask.size() * 4);
+  const TokenBatch tokens{nullptr, nullptr, static_cast<const int32_t*>(mask_device), batch, length};
+  const MatrixRef context{device_buffer(batch * length * hidden * dtype_size(context_dtype)), context_dtype, batch * length, hidden};
+  backend_->attention({static_cast<const float*>(to_device(qkv, DType::f32)), tokens, heads, head_size, context});
+  const auto expected = reference_attention(qkv, mask, batch, length, heads, head_size);
+  expect_close(to_host(context.data, expected.size(), context_dtype), expected, context_dtype == DType::bf16 ? 1.0 / 128 : 1e-5, 1e-5);
+}
+
+std::vector<OpCase> backends_under_test() {
+  return {{Device::cpu, DType::f32}, {Device::cpu, DType::bf16}, {Device::cuda, DType::f32}, {Device::cuda, DType::bf16}};
+}
+
+INSTANTIATE_TEST_SUITE_P(AllBackends, BackendOpsTest, ::testing::ValuesIn(backends_under_test()), case_name);
+
+TEST(BackendTest, CudaWithoutDeviceIsAClearError) {
+  try {
+    create_backend({Device::cuda, 0});
+    GTEST_SKIP() << "a CUDA device is present";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cuda"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace halfserve
