@@ -3,6 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@" > build-configure.log 2>&1 || { cat build-configure.log; exit 1; }
-grep -E "CUDA backend" build-configure.log || true
 rm -f build-configure.log
 cmake --build build -j "$(nproc)"

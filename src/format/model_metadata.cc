@@ -5,10 +5,12 @@
 #include <utf8proc.h>
 
 #include "halfserve/util/error.h"
+#include "halfserve/util/json_depth.h"
 
 namespace halfserve {
 
-using nlohmann::json;
+// ordered_json keeps signature inputs and outputs in the order they were declared.
+using json = nlohmann::ordered_json;
 
 namespace {
 
@@ -22,15 +24,27 @@ constexpr const char* kProvenanceKey = "halfserve.provenance";
 constexpr std::array<std::string_view, 3> kInputRoles{"input_ids", "attention_mask", "token_type_ids"};
 constexpr std::array<std::string_view, 3> kOutputRoles{"logits", "label_ids", "last_hidden_state"};
 
+// A value for an error message. Arrays and objects are named, not dumped: dump() and copies recurse once per
+// nesting level, so a deeply nested value from a hostile file would overflow the stack.
+std::string quote(const json& value) {
+  return value.is_structured() ? "a JSON " + std::string(value.type_name()) : value.dump();
+}
+
+// `object[name]` without copying it, with an error naming the metadata key and field when absent.
+const json& member(const json& object, const char* key, const char* name) {
+  const auto it = object.find(name);
+  if (it == object.end()) throw Error(std::string("metadata ") + key + ": missing field '" + name + "'");
+  return *it;
+}
+
 // Reads `object[key]` as T, with an error naming the metadata key and field.
 template <typename T>
 T field(const json& object, const char* key, const char* name) {
-  const auto it = object.find(name);
-  if (it == object.end()) throw Error(std::string("metadata ") + key + ": missing field '" + name + "'");
+  const json& value = member(object, key, name);
   try {
-    return it->get<T>();
+    return value.get<T>();
   } catch (const json::exception&) {
-    throw Error(std::string("metadata ") + key + ": field '" + name + "' has the wrong type: " + it->dump());
+    throw Error(std::string("metadata ") + key + ": field '" + name + "' has the wrong type: " + quote(value));
   }
 }
 
@@ -43,6 +57,7 @@ json parse_key(const std::map<std::string, std::string>& strings, const char* ke
   const auto it = strings.find(key);
   if (it == strings.end()) throw Error(std::string("metadata key '") + key + "' is missing (not a halfserve frozen file?)");
   try {
+    check_json_depth(it->second, std::string("metadata key '") + key + "'");
     return json::parse(it->second);
   } catch (const json::exception& e) {
     throw Error(std::string("metadata key '") + key + "' is not valid JSON: " + e.what());
@@ -194,7 +209,21 @@ const Signature* ModelMetadata::find_signature(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+std::map<std::string, std::string> metadata_strings(const ModelMetadata& m);
+}  // namespace
+
 std::map<std::string, std::string> metadata_to_strings(const ModelMetadata& m) {
+  try {
+    return metadata_strings(m);
+  } catch (const json::exception& e) {
+    // nlohmann refuses to write invalid UTF-8 (a vocabulary token, label or signature name).
+    throw Error(std::string("model metadata cannot be written: ") + e.what());
+  }
+}
+
+namespace {
+std::map<std::string, std::string> metadata_strings(const ModelMetadata& m) {
   std::map<std::string, std::string> strings;
   strings["format"] = "pt";  // lets transformers' safetensors loader accept the file as a PyTorch state dict
   strings[kVersionKey] = std::to_string(kModelFormatVersion);
@@ -248,6 +277,7 @@ std::map<std::string, std::string> metadata_to_strings(const ModelMetadata& m) {
                                 .dump();
   return strings;
 }
+}  // namespace
 
 ModelMetadata metadata_from_strings(const std::map<std::string, std::string>& strings) {
   ModelMetadata m;
@@ -302,18 +332,18 @@ ModelMetadata metadata_from_strings(const std::map<std::string, std::string>& st
     Signature signature;
     signature.name = field<std::string>(s, kSignaturesKey, "name");
     signature.method_name = field<std::string>(s, kSignaturesKey, "method_name");
-    const json inputs = field<json>(s, kSignaturesKey, "inputs");
-    const json outputs = field<json>(s, kSignaturesKey, "outputs");
+    const json& inputs = member(s, kSignaturesKey, "inputs");
+    const json& outputs = member(s, kSignaturesKey, "outputs");
     if (!inputs.is_object() || !outputs.is_object())
       throw Error("signature '" + signature.name + "': inputs and outputs must be JSON objects");
     for (const auto& [name, role] : inputs.items()) {
       const auto parsed = role.is_string() ? parse_input_role(role.get<std::string>()) : std::nullopt;
-      if (!parsed) throw Error("signature '" + signature.name + "': input '" + name + "' has unknown role " + role.dump());
+      if (!parsed) throw Error("signature '" + signature.name + "': input '" + name + "' has unknown role " + quote(role));
       signature.inputs.emplace_back(name, *parsed);
     }
     for (const auto& [name, role] : outputs.items()) {
       const auto parsed = role.is_string() ? parse_output_role(role.get<std::string>()) : std::nullopt;
-      if (!parsed) throw Error("signature '" + signature.name + "': output '" + name + "' has unknown role " + role.dump());
+      if (!parsed) throw Error("signature '" + signature.name + "': output '" + name + "' has unknown role " + quote(role));
       signature.outputs.emplace_back(name, *parsed);
     }
     if (!signature.input_name(InputRole::input_ids))
@@ -329,7 +359,7 @@ ModelMetadata metadata_from_strings(const std::map<std::string, std::string>& st
   p.tool = field<std::string>(prov, kProvenanceKey, "tool");
   p.created = field<std::string>(prov, kProvenanceKey, "created");
   p.notes = field_or<std::vector<std::string>>(prov, kProvenanceKey, "notes", {});
-  const json report = field<json>(prov, kProvenanceKey, "conversion_report");
+  const json& report = member(prov, kProvenanceKey, "conversion_report");
   if (!report.is_array()) throw Error(std::string("metadata ") + kProvenanceKey + ": conversion_report must be an array");
   for (const auto& r : report) p.conversion_report.push_back(report_from_json(r));
   return m;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "halfserve/util/error.h"
+#include "halfserve/util/json_depth.h"
 
 namespace halfserve {
 
@@ -25,7 +26,9 @@ uint64_t read_u64_le(const std::byte* bytes) {
 
 int64_t checked_nonnegative(const json& value, const std::string& path, const std::string& what) {
   if (!value.is_number_unsigned() && !(value.is_number_integer() && value.get<int64_t>() >= 0))
-    fail(path, what + " must be a non-negative integer, got " + value.dump());
+    // Quote scalars only: dumping a deeply nested array would recurse once per level and overflow the stack.
+    fail(path, what + " must be a non-negative integer, got " +
+                   (value.is_structured() ? "a JSON " + std::string(value.type_name()) : value.dump()));
   const uint64_t number = value.get<uint64_t>();
   if (number > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) fail(path, what + " is too large");
   return static_cast<int64_t>(number);
@@ -89,9 +92,12 @@ SafetensorsFile read_safetensors(const std::string& path) {
   const std::string_view header_text(reinterpret_cast<const char*>(bytes.data() + 8), header_size);
   json header;
   try {
+    check_json_depth(header_text, "header");
     header = json::parse(header_text);
   } catch (const json::exception& e) {
     fail(path, std::string("header is not valid JSON: ") + e.what());
+  } catch (const Error& e) {
+    fail(path, e.what());
   }
   if (!header.is_object()) fail(path, "header is not a JSON object");
 
@@ -147,6 +153,10 @@ SafetensorsLayout::SafetensorsLayout(std::vector<NamedTensor> tensors,
     const uint64_t size = tensor.view.data.size();
     if (size != static_cast<uint64_t>(tensor.view.numel()) * dtype_size(tensor.view.dtype))
       throw Error("tensor " + tensor.name + ": byte count does not match its shape");
+    // A repeated name (or one equal to the metadata key) would silently drop an entry from the header and leave
+    // its bytes unaccounted for, producing a file no reader accepts.
+    if (tensor.name == "__metadata__" || header.contains(tensor.name))
+      throw Error("tensor name '" + tensor.name + "' is " + (tensor.name == "__metadata__" ? "reserved" : "repeated"));
     header[tensor.name] = {{"dtype", dtype_name(tensor.view.dtype)},
                            {"shape", tensor.view.shape},
                            {"data_offsets", {data_size_, data_size_ + size}}};

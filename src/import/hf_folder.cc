@@ -8,6 +8,7 @@
 #include "halfserve/format/safetensors.h"
 #include "halfserve/text/vocabulary.h"
 #include "halfserve/util/error.h"
+#include "halfserve/util/json_depth.h"
 #include "halfserve/util/mapped_file.h"
 #include "halfserve/version.h"
 
@@ -22,7 +23,9 @@ constexpr size_t kMaxConfigBytes = 1 << 20;
 
 json read_json_file(const fs::path& path) {
   try {
-    return json::parse(read_file_bounded(path.string(), kMaxConfigBytes));
+    const std::string text = read_file_bounded(path.string(), kMaxConfigBytes);
+    check_json_depth(text, path.string());
+    return json::parse(text);
   } catch (const json::exception& e) {
     throw Error(path.string() + ": not valid JSON: " + e.what());
   }

@@ -1,11 +1,14 @@
 #include "halfserve/serve/predict_json.h"
 
+#include <array>
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "halfserve/util/error.h"
+#include "halfserve/util/json_depth.h"
 
 namespace halfserve {
 
@@ -35,7 +38,9 @@ std::vector<int32_t> parse_row(const json& row, const std::string& what) {
                std::fabs(value.get<double>()) < 1e15) {
       number = static_cast<int64_t>(value.get<double>());  // 3.0 is an integer; TF Serving accepts it too
     } else {
-      throw InvalidArgument(what + "[" + std::to_string(i) + "] is not an integer: " + value.dump());
+      // Arrays and objects are named, not dumped: dump() recurses once per nesting level (stack overflow).
+      throw InvalidArgument(what + "[" + std::to_string(i) + "] is not an integer: " +
+                            (value.is_structured() ? "a JSON " + std::string(value.type_name()) : value.dump()));
     }
     if (number < std::numeric_limits<int32_t>::min() || number > std::numeric_limits<int32_t>::max())
       throw InvalidArgument(what + "[" + std::to_string(i) + "] = " + std::to_string(number) + " is out of int32 range");
@@ -67,7 +72,12 @@ Matrix parse_matrix(const json& value, const std::string& name) {
   return matrix;
 }
 
-void assign(InputBatch& batch, InputRole role, Matrix matrix, const std::string& name, bool& have_ids) {
+// [rows, cols] of each input given, indexed by InputRole, so masks are checked against the ids' shape.
+using InputShapes = std::array<std::optional<std::pair<int64_t, int64_t>>, 3>;
+
+void assign(InputBatch& batch, InputRole role, Matrix matrix, const std::string& name, bool& have_ids,
+            InputShapes& shapes) {
+  shapes[static_cast<size_t>(role)] = std::pair{matrix.rows, matrix.cols};
   switch (role) {
     case InputRole::input_ids:
       batch.batch = matrix.rows;
@@ -89,6 +99,8 @@ void append_float(std::string& out, float value) {
   char buffer[32];
   const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
   out.append(buffer, result.ptr);
+  // Keep floats recognisable as floats ("7.0", "-0.0"), as TF Serving writes them.
+  if (std::find_if(buffer, result.ptr, [](char c) { return c == '.' || c == 'e'; }) == result.ptr) out += ".0";
 }
 
 void append_int(std::string& out, int64_t value) {
@@ -145,8 +157,11 @@ void append_output(std::string& out, const OutputBatch& outputs, OutputRole role
 PredictRequest parse_predict_request(std::string_view body, const ModelMetadata& metadata) {
   json document;
   try {
+    check_json_depth(body, "request");
     document = json::parse(body);
   } catch (const json::exception& e) {
+    throw InvalidArgument(std::string("malformed JSON request: ") + e.what());
+  } catch (const Error& e) {
     throw InvalidArgument(std::string("malformed JSON request: ") + e.what());
   }
   if (!document.is_object()) throw InvalidArgument("request must be a JSON object with \"instances\" or \"inputs\"");
@@ -169,6 +184,7 @@ PredictRequest parse_predict_request(std::string_view body, const ModelMetadata&
   request.row_format = has_instances;
   const std::string ids_name = *signature.input_name(InputRole::input_ids);
   bool have_ids = false;
+  InputShapes shapes;
   auto role_of = [&](const std::string& name) {
     const auto role = signature.input_role(name);
     if (!role)
@@ -180,9 +196,9 @@ PredictRequest parse_predict_request(std::string_view body, const ModelMetadata&
   if (has_inputs) {
     const json& inputs = document["inputs"];
     if (inputs.is_object()) {
-      for (const auto& [name, value] : inputs.items()) assign(request.inputs, role_of(name), parse_matrix(value, name), name, have_ids);
+      for (const auto& [name, value] : inputs.items()) assign(request.inputs, role_of(name), parse_matrix(value, name), name, have_ids, shapes);
     } else {
-      assign(request.inputs, InputRole::input_ids, parse_matrix(inputs, ids_name), ids_name, have_ids);
+      assign(request.inputs, InputRole::input_ids, parse_matrix(inputs, ids_name), ids_name, have_ids, shapes);
     }
   } else {
     const json& instances = document["instances"];
@@ -203,17 +219,20 @@ PredictRequest parse_predict_request(std::string_view body, const ModelMetadata&
         append_row(columns[ids_name], parse_row(instance, where), ids_name);
       }
     }
-    for (auto& [name, matrix] : columns) assign(request.inputs, role_of(name), std::move(matrix), name, have_ids);
+    for (auto& [name, matrix] : columns) assign(request.inputs, role_of(name), std::move(matrix), name, have_ids, shapes);
   }
   if (!have_ids) throw InvalidArgument("request has no '" + ids_name + "' input");
-  const size_t count = request.inputs.input_ids.size();
-  const auto dims = "[" + std::to_string(request.inputs.batch) + ", " + std::to_string(request.inputs.length) + "]";
-  if (!request.inputs.attention_mask.empty() && request.inputs.attention_mask.size() != count)
-    throw InvalidArgument("'" + signature.input_name(InputRole::attention_mask).value_or("attention_mask") +
-                          "' does not have the shape of '" + ids_name + "' " + dims);
-  if (!request.inputs.token_type_ids.empty() && request.inputs.token_type_ids.size() != count)
-    throw InvalidArgument("'" + signature.input_name(InputRole::token_type_ids).value_or("token_type_ids") +
-                          "' does not have the shape of '" + ids_name + "' " + dims);
+  const auto dims = [](const std::pair<int64_t, int64_t>& shape) {
+    return "[" + std::to_string(shape.first) + ", " + std::to_string(shape.second) + "]";
+  };
+  const auto ids_shape = *shapes[static_cast<size_t>(InputRole::input_ids)];
+  // Compare shapes, not value counts: a [2, 2] mask must not pass for [1, 4] ids.
+  for (const InputRole role : {InputRole::attention_mask, InputRole::token_type_ids}) {
+    const auto& shape = shapes[static_cast<size_t>(role)];
+    if (shape && *shape != ids_shape)
+      throw InvalidArgument("'" + signature.input_name(role).value_or(std::string(input_role_name(role))) + "' " +
+                            dims(*shape) + " does not have the shape of '" + ids_name + "' " + dims(ids_shape));
+  }
   return request;
 }
 

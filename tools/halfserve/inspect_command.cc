@@ -10,8 +10,8 @@ namespace halfserve::cli {
 
 namespace {
 
-nlohmann::json signature_json(const Signature& signature) {
-  nlohmann::json inputs = nlohmann::json::object(), outputs = nlohmann::json::object();
+nlohmann::ordered_json signature_json(const Signature& signature) {
+  nlohmann::ordered_json inputs = nlohmann::ordered_json::object(), outputs = nlohmann::ordered_json::object();
   for (const auto& [name, role] : signature.inputs) inputs[name] = std::string(input_role_name(role));
   for (const auto& [name, role] : signature.outputs) outputs[name] = std::string(output_role_name(role));
   return {{"name", signature.name}, {"method_name", signature.method_name}, {"inputs", inputs}, {"outputs", outputs}};
@@ -20,22 +20,22 @@ nlohmann::json signature_json(const Signature& signature) {
 void print_json(const FrozenModel& model, uint64_t file_size) {
   const ModelMetadata& m = model.metadata;
   const BertConfig& c = m.config;
-  nlohmann::json out;
+  nlohmann::ordered_json out;
   out["file"] = model.path;
   out["file_size"] = file_size;
   out["architecture"] = {{"num_layers", c.num_layers}, {"hidden_size", c.hidden_size}, {"num_heads", c.num_heads},
                          {"intermediate_size", c.intermediate_size}, {"vocab_size", c.vocab_size},
                          {"max_positions", c.max_positions}, {"type_vocab_size", c.type_vocab_size},
                          {"activation", activation_name(c.activation)}, {"layer_norm_eps", c.layer_norm_eps}};
-  out["labels"] = nlohmann::json::array();
+  out["labels"] = nlohmann::ordered_json::array();
   for (const auto& label : m.labels) out["labels"].push_back({{"name", label.name}, {"mark", label.mark}});
   out["tokenizer"] = {{"vocab_size", m.tokenizer.vocab.size()}, {"do_lower_case", m.tokenizer.do_lower_case}};
-  out["signatures"] = nlohmann::json::array();
+  out["signatures"] = nlohmann::ordered_json::array();
   for (const auto& signature : m.signatures) out["signatures"].push_back(signature_json(signature));
   out["provenance"] = {{"source_format", m.provenance.source_format}, {"source", m.provenance.source},
                        {"precision", precision_name(m.provenance.precision)}, {"created", m.provenance.created},
                        {"tool", m.provenance.tool}, {"notes", m.provenance.notes}};
-  out["tensors"] = nlohmann::json::array();
+  out["tensors"] = nlohmann::ordered_json::array();
   for (const auto& name : model.tensors.names()) {
     const TensorView& t = model.tensors.at(name);
     out["tensors"].push_back({{"name", name}, {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}});

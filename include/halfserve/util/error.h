@@ -12,7 +12,8 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// A caller-supplied value is malformed (bad request, bad flag): maps to exit code 2 / HTTP 400.
+// A caller-supplied value is malformed (a bad request or input batch): HTTP 400 in the server; the CLI exits 1
+// for it like any failure (exit 2 is reserved for bad command-line usage).
 class InvalidArgument : public Error {
  public:
   using Error::Error;
