@@ -17,15 +17,12 @@
 namespace halfserve {
 namespace {
 
+using testing::Contains;
+
 namespace fs = std::filesystem;
 using halfserve::testing::CommandResult;
 using halfserve::testing::run_cli;
 using nlohmann::json;
-
-::testing::AssertionResult Contains(const std::string& text, const std::string& fragment) {
-  if (text.find(fragment) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << fragment << "\" not found in: " << text;
-}
 
 std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
 

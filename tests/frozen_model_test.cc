@@ -21,20 +21,11 @@
 namespace halfserve {
 namespace {
 
+using testing::Contains;
+using testing::read_all;
+
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-::testing::AssertionResult Contains(const std::string& text, const std::string& fragment) {
-  if (text.find(fragment) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << fragment << "\" not found in: " << text;
-}
-
-std::string read_all(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // The tensors of `model` as a list that tests can edit before writing.
 std::vector<NamedTensor> tensor_list(const FrozenModel& model) {

@@ -18,12 +18,9 @@
 namespace halfserve {
 namespace {
 
-using nlohmann::json;
+using testing::Contains;
 
-::testing::AssertionResult Contains(const std::string& text, const std::string& fragment) {
-  if (text.find(fragment) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\"" << fragment << "\" not found in: " << text;
-}
+using nlohmann::json;
 
 class PredictJsonTest : public ::testing::Test {
  protected:

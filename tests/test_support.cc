@@ -27,6 +27,18 @@ nlohmann::json read_json(const fs::path& path) {
   return nlohmann::json::parse(in);
 }
 
+std::string read_all(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+::testing::AssertionResult Contains(const std::string& text, const std::string& fragment) {
+  if (text.find(fragment) != std::string::npos) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "\"" << fragment << "\" not found in: " << text;
+}
+
 TempDir::TempDir() {
   std::random_device entropy;
   path_ = fs::temp_directory_path() / ("halfserve-test-" + std::to_string(::getpid()) + "-" + std::to_string(entropy()));

@@ -21,6 +21,10 @@ std::optional<std::filesystem::path> fixtures_dir();
   const std::filesystem::path dir = *dir##_optional
 
 nlohmann::json read_json(const std::filesystem::path& path);
+std::string read_all(const std::filesystem::path& path);
+
+// Passes when `text` contains `fragment`; the failure shows both.
+::testing::AssertionResult Contains(const std::string& text, const std::string& fragment);
 
 // A fresh, empty folder under the system temp dir, removed when the object goes away.
 class TempDir {
