@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libdnnl-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
+  libprotobuf-dev protobuf-compiler libleveldb-dev libsnappy-dev libzip-dev
   libgtest-dev libgmock-dev
 )
 
