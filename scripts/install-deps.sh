@@ -7,6 +7,7 @@ packages=(
   libdnnl-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
   libprotobuf-dev protobuf-compiler libleveldb-dev libsnappy-dev libzip-dev
   libgtest-dev libgmock-dev
+  python3-venv
 )
 
 missing=()

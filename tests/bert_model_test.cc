@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "halfserve/engine/bert_model.h"
-#include "halfserve/import/hf_folder.h"
+#include "halfserve/import/model_source.h"
 #include "halfserve/util/error.h"
 #include "reference_bert.h"
 #include "test_support.h"
@@ -42,7 +42,7 @@ TEST(BertModelTest, MatchesPyTorchOnTheTokenClassifierFixture) {
   HALFSERVE_REQUIRE_FIXTURES(fixtures);
   const auto expected = testing::read_json(fixtures / "torch_bert_tokcls" / "expected.json");
   const InputBatch in = batch_from_fixture(expected);
-  const FrozenModel source = import_hf_folder((fixtures / "torch_bert_tokcls").string());
+  const FrozenModel source = import_model((fixtures / "torch_bert_tokcls").string());
   for (const Precision precision : {Precision::fp32, Precision::fp16, Precision::bf16}) {
     const auto model = BertModel::from_model(source, {Device::cpu, precision, 0});
     Workspace workspace;
@@ -55,11 +55,13 @@ TEST(BertModelTest, MatchesPyTorchOnTheTokenClassifierFixture) {
       EXPECT_LE(logits_error, 1e-4);
       EXPECT_LE(hidden_error, 1e-4);
     }
-    for (int64_t b = 0; b < in.batch; ++b)
-      for (int64_t t = 0; t < in.length; ++t)
-        if (in.attention_mask[b * in.length + t] != 0)
-          EXPECT_EQ(out.label_ids[b * in.length + t], expected["argmax"][b][t].get<int32_t>())
-              << precision_name(precision) << " row " << b << " position " << t;
+    for (int64_t b = 0; b < in.batch; ++b) {
+      for (int64_t t = 0; t < in.length; ++t) {
+        if (in.attention_mask[b * in.length + t] == 0) continue;
+        EXPECT_EQ(out.label_ids[b * in.length + t], expected["argmax"][b][t].get<int32_t>())
+            << precision_name(precision) << " row " << b << " position " << t;
+      }
+    }
   }
 }
 
@@ -188,7 +190,7 @@ TEST(BertModelTest, BadInputsAreNamed) {
 
 TEST(BertModelTest, EncoderOnlyModelGivesHiddenStates) {
   HALFSERVE_REQUIRE_FIXTURES(fixtures);
-  const auto model = BertModel::from_model(import_hf_folder((fixtures / "hf_tiny_bert").string()), {});
+  const auto model = BertModel::from_model(import_model((fixtures / "hf_tiny_bert").string()), {});
   InputBatch in;
   in.batch = 1;
   in.length = 3;
@@ -197,6 +199,31 @@ TEST(BertModelTest, EncoderOnlyModelGivesHiddenStates) {
   EXPECT_THROW(model->run(in, {true, true, false}, workspace), InvalidArgument);
   const OutputBatch out = model->run(in, {false, false, true}, workspace);
   EXPECT_EQ(out.last_hidden_state.size(), 3u * 32u);
+}
+
+}  // namespace
+}  // namespace halfserve
+
+namespace halfserve {
+namespace {
+
+TEST(BertModelTest, ProbabilitiesAreTheSoftmaxOfTheLogits) {
+  const FrozenModel source = testing::tiny_model();
+  const auto model = BertModel::from_model(source, {});
+  InputBatch in = random_batch(source.metadata.config, 2, 5, 11);
+  Workspace workspace;
+  const OutputBatch out = model->run(in, {true, true, false, true}, workspace);
+  const size_t labels = source.metadata.labels.size();
+  ASSERT_EQ(out.probabilities.size(), out.logits.size());
+  for (size_t row = 0; row < out.logits.size() / labels; ++row) {
+    double total = 0, exp_total = 0;
+    for (size_t k = 0; k < labels; ++k) exp_total += std::exp(static_cast<double>(out.logits[row * labels + k]));
+    for (size_t k = 0; k < labels; ++k) {
+      total += out.probabilities[row * labels + k];
+      EXPECT_NEAR(out.probabilities[row * labels + k], std::exp(out.logits[row * labels + k]) / exp_total, 1e-6);
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5);
+  }
 }
 
 }  // namespace

@@ -326,7 +326,7 @@ TEST_F(CliTest, PredictOtherBadRequests) {
   expect_failure(predict(R"({"inputs": {"input_ids": [[2, 3]], "attention_mask": [[1, 2]]}})"), {"attention_mask"});
   expect_failure(predict(R"({"inputs": [[2, 1.5]]})"), {"not an integer"});
   expect_failure(predict(R"({"signature_name": "nope", "inputs": [[2]]})"), {"nope"});
-  expect_failure(predict(R"({"inputs": [[2, 3]]})", "--output probabilities"), {"probabilities"});
+  expect_failure(predict(R"({"inputs": [[2, 3]]})", "--output attention_weights"), {"attention_weights"});
   expect_failure(predict(R"({"inputs": [[2, 3]]})", "--input " + quoted(work_ / "missing.json")), {"missing.json"});
 }
 

@@ -284,8 +284,9 @@ TEST_F(FrozenModelTest, HeaderIsPlainJsonWithStringMetadata) {
   EXPECT_EQ(metadata["halfserve.format_version"], std::to_string(kModelFormatVersion));
   for (const auto& [key, value] : metadata.items()) {
     ASSERT_TRUE(value.is_string()) << key;
-    if (key.rfind("halfserve.", 0) == 0 && key != "halfserve.format_version")
-      EXPECT_NO_THROW((void)json::parse(value.get<std::string>())) << key;
+    if (key.rfind("halfserve.", 0) == 0 && key != "halfserve.format_version") {
+      EXPECT_TRUE(json::accept(value.get<std::string>())) << key;
+    }
   }
   const json arch = json::parse(metadata["halfserve.architecture"].get<std::string>());
   EXPECT_EQ(arch["hidden_size"], 32);

@@ -4,7 +4,7 @@
 
 #include "halfserve/convert/precision_cast.h"
 #include "halfserve/format/bert_tensors.h"
-#include "halfserve/import/hf_folder.h"
+#include "halfserve/import/model_source.h"
 #include "halfserve/synth/synth_model.h"
 #include "halfserve/util/error.h"
 #include "test_support.h"
@@ -28,7 +28,7 @@ TEST(PrecisionCastTest, Fp16HazardsAreReportedAndNanIsRefused) {
   testing::TempDir dir;
   // The hazard file holds the token classifier's weights with values fp16 cannot hold; its config and
   // vocabulary are the ones beside it.
-  const FrozenModel source = import_hf_folder((fixtures / "torch_bert_tokcls" / "fp16_hazards.safetensors").string());
+  const FrozenModel source = import_model((fixtures / "torch_bert_tokcls" / "fp16_hazards.safetensors").string());
 
   try {
     cast_model(source, {Precision::fp16, false});

@@ -265,11 +265,16 @@ TEST_F(PredictJsonTest, SelectOutputs) {
   EXPECT_EQ(by_name[1].second, OutputRole::logits);
 
   try {
-    select_outputs(serving, {"probabilities"}, true);
+    select_outputs(serving, {"attention_weights"}, true);
     FAIL() << "an unknown output was accepted";
   } catch (const InvalidArgument& e) {
-    EXPECT_TRUE(Contains(e.what(), "probabilities"));
+    EXPECT_TRUE(Contains(e.what(), "attention_weights"));
   }
+  const auto probabilities = select_outputs(serving, {"probabilities"}, true);
+  ASSERT_EQ(probabilities.size(), 1u);
+  EXPECT_EQ(probabilities[0].second, OutputRole::probabilities);
+  EXPECT_TRUE(output_selection(probabilities).probabilities);
+  EXPECT_THROW(select_outputs(Signature::default_for(false), {"probabilities"}, false), InvalidArgument);
   EXPECT_THROW(select_outputs(Signature::default_for(false), {"logits"}, false), InvalidArgument);
   EXPECT_THROW(select_outputs(Signature::default_for(false), {"label_ids"}, false), InvalidArgument);
   EXPECT_EQ(select_outputs(Signature::default_for(false), {"last_hidden_state"}, false).size(), 1u);

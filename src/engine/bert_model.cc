@@ -1,6 +1,7 @@
 #include "halfserve/engine/bert_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "halfserve/convert/precision_cast.h"
@@ -31,6 +32,18 @@ TensorView concatenate_rows(const std::vector<const TensorView*>& parts, std::ve
   shape[0] = rows;
   return TensorView{DType::f32, shape,
                     std::span<const std::byte>(reinterpret_cast<const std::byte*>(storage.data()), storage.size() * sizeof(float))};
+}
+
+std::vector<float> softmax_rows(const std::vector<float>& logits, int64_t width) {
+  std::vector<float> probabilities(logits.size());
+  for (size_t row = 0; row < logits.size(); row += static_cast<size_t>(width)) {
+    const float largest = *std::max_element(logits.begin() + static_cast<std::ptrdiff_t>(row),
+                                            logits.begin() + static_cast<std::ptrdiff_t>(row) + width);
+    double total = 0;
+    for (int64_t k = 0; k < width; ++k) total += probabilities[row + k] = std::exp(logits[row + k] - largest);
+    for (int64_t k = 0; k < width; ++k) probabilities[row + k] = static_cast<float>(probabilities[row + k] / total);
+  }
+  return probabilities;
 }
 
 std::string position(int64_t row, int64_t column) {
@@ -205,8 +218,9 @@ OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selectio
   OutputBatch out;
   out.batch = in.batch;
   out.length = in.length;
-  const bool want_logits = (selection.logits || selection.label_ids) && classifier_ != nullptr;
-  if ((selection.logits || selection.label_ids) && classifier_ == nullptr)
+  const bool need_head = selection.logits || selection.label_ids || selection.probabilities;
+  const bool want_logits = need_head && classifier_ != nullptr;
+  if (need_head && classifier_ == nullptr)
     throw InvalidArgument("this model has no classification head: only last_hidden_state is available");
   if (want_logits) {
     const int64_t labels = static_cast<int64_t>(metadata().labels.size());
@@ -222,6 +236,7 @@ OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selectio
         out.label_ids[static_cast<size_t>(i)] = static_cast<int32_t>(std::max_element(row, row + labels) - row);
       }
     }
+    if (selection.probabilities) out.probabilities = softmax_rows(values, labels);
     if (selection.logits) out.logits = std::move(values);
   }
   if (selection.last_hidden_state) {

@@ -22,7 +22,7 @@ constexpr const char* kSignaturesKey = "halfserve.signatures";
 constexpr const char* kProvenanceKey = "halfserve.provenance";
 
 constexpr std::array<std::string_view, 3> kInputRoles{"input_ids", "attention_mask", "token_type_ids"};
-constexpr std::array<std::string_view, 3> kOutputRoles{"logits", "label_ids", "last_hidden_state"};
+constexpr std::array<std::string_view, 4> kOutputRoles{"logits", "label_ids", "last_hidden_state", "probabilities"};
 
 // A value for an error message. Arrays and objects are named, not dumped: dump() and copies recurse once per
 // nesting level, so a deeply nested value from a hostile file would overflow the stack.

@@ -149,6 +149,9 @@ void append_output(std::string& out, const OutputBatch& outputs, OutputRole role
     case OutputRole::last_hidden_state:
       append_tensor(out, outputs.last_hidden_state, first, count, outputs.length, hidden_size, keep_batch_dim);
       break;
+    case OutputRole::probabilities:
+      append_tensor(out, outputs.probabilities, first, count, outputs.length, num_labels, keep_batch_dim);
+      break;
   }
 }
 
@@ -259,6 +262,7 @@ OutputSelection output_selection(const std::vector<std::pair<std::string, Output
     selection.logits |= role == OutputRole::logits;
     selection.label_ids |= role == OutputRole::label_ids;
     selection.last_hidden_state |= role == OutputRole::last_hidden_state;
+    selection.probabilities |= role == OutputRole::probabilities;
   }
   return selection;
 }

@@ -37,7 +37,7 @@ void add_predict_command(CLI::App& app, Action& run) {
   command->add_option("--model", flags->model, "Frozen .safetensors file")->required();
   command->add_option("--input", flags->input, "Read the request from this file instead of stdin");
   command->add_option("--output", flags->outputs,
-                      "Outputs to return (repeatable or comma-separated): logits, label_ids, last_hidden_state or a "
+                      "Outputs to return (repeatable or comma-separated): logits, label_ids, probabilities, last_hidden_state or a "
                       "signature's output names (default: the signature's outputs)")
       ->delimiter(',');
   command->add_option("--max-request-bytes", flags->max_request_bytes, "Largest request accepted");

@@ -25,6 +25,7 @@ struct OutputSelection {
   bool logits = true;
   bool label_ids = true;
   bool last_hidden_state = false;
+  bool probabilities = false;
 };
 
 struct OutputBatch {
@@ -33,6 +34,7 @@ struct OutputBatch {
   std::vector<float> logits;             // [batch, length, num_labels]
   std::vector<int32_t> label_ids;        // [batch, length], argmax of logits
   std::vector<float> last_hidden_state;  // [batch, length, hidden]
+  std::vector<float> probabilities;      // [batch, length, num_labels], softmax of logits (fp32)
 };
 
 struct EngineOptions {

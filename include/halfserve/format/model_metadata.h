@@ -57,7 +57,7 @@ struct TokenizerSettings {
 
 // Roles the engine understands; signatures map the names clients use onto them.
 enum class InputRole : uint8_t { input_ids, attention_mask, token_type_ids };
-enum class OutputRole : uint8_t { logits, label_ids, last_hidden_state };
+enum class OutputRole : uint8_t { logits, label_ids, last_hidden_state, probabilities };
 std::string_view input_role_name(InputRole role);
 std::string_view output_role_name(OutputRole role);
 std::optional<InputRole> parse_input_role(std::string_view name);
