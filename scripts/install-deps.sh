@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages halfserve builds and tests with. Idempotent: does nothing when all are present.
+# Installs the Debian 12 packages halfserve builds with (and, with --test, what its tests use). Idempotent: does
+# nothing when all are present.
 set -euo pipefail
 
 packages=(
@@ -9,6 +10,10 @@ packages=(
   libgtest-dev libgmock-dev
   python3-venv
 )
+# The tests also compare against real peers: PyTorch (Debian's) runs transformers' reference BERT.
+if [ "${1:-}" = "--test" ]; then
+  packages+=(python3-torch python3-numpy)
+fi
 
 missing=()
 for package in "${packages[@]}"; do

@@ -3,7 +3,7 @@
 # or a GPU skip with a message when those are absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --test
 bash scripts/build.sh
 cd build
 ctest --output-on-failure --timeout 600 -j "$(nproc)" "$@"

@@ -13,5 +13,8 @@ void add_convert_command(CLI::App& app, Action& run);
 void add_inspect_command(CLI::App& app, Action& run);
 void add_predict_command(CLI::App& app, Action& run);
 void add_bench_command(CLI::App& app, Action& run);
+void add_tokenize_command(CLI::App& app, Action& run);
+void add_punctuate_command(CLI::App& app, Action& run);
+void add_eval_command(CLI::App& app, Action& run);
 
 }  // namespace halfserve::cli

@@ -1,0 +1,49 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "halfserve/format/model_metadata.h"
+#include "halfserve/text/punctuation.h"
+#include "halfserve/text/punctuator.h"
+
+namespace halfserve {
+
+struct MarkScore {
+  std::string label;
+  std::string mark;
+  int64_t true_positives = 0;
+  int64_t false_positives = 0;
+  int64_t false_negatives = 0;
+  double precision() const;
+  double recall() const;
+  double f1() const;
+  int64_t support() const { return true_positives + false_negatives; }
+};
+
+struct PunctuationScores {
+  std::vector<MarkScore> per_mark;  // every label with a mark, in label order
+  MarkScore micro;                  // summed over all marks
+  int64_t words = 0;
+  int64_t unscored_marks = 0;       // reference marks no label inserts (counted as no mark)
+};
+
+// Counts, word by word, the model's marks against the reference's. A word's gold label is the label whose mark
+// equals the marks that follow it in the reference; the "no mark" label where nothing follows.
+class PunctuationScorer {
+ public:
+  explicit PunctuationScorer(const std::vector<Label>& labels);
+  // `prediction` must come from predicting `reference.clean`.
+  void add(const ReferenceMarks& reference, const TextPrediction& prediction);
+  // Direct form: gold and predicted label ids per word.
+  void add_labels(const std::vector<int32_t>& gold, const std::vector<int32_t>& predicted);
+  const PunctuationScores& scores();
+
+ private:
+  std::vector<Label> labels_;
+  int32_t no_mark_label_ = -1;
+  PunctuationScores scores_;
+};
+
+}  // namespace halfserve

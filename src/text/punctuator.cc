@@ -1,0 +1,174 @@
+#include "halfserve/text/punctuator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <utf8proc.h>
+
+#include "halfserve/util/error.h"
+
+namespace halfserve {
+
+namespace {
+
+// Whether a mark may follow this word: not after punctuation the input kept ("3.14" keeps its '.', and "(" needs
+// no comma), except after closing quotes and brackets, which sentence marks do follow ("“好”。").
+bool accepts_mark_after(std::string_view word) {
+  bool all_punctuation = !word.empty();
+  char32_t last = 0;
+  for (size_t at = 0; at < word.size();) {
+    const size_t length = decode_utf8(word, at, last);
+    if (length == 0) return true;
+    const auto category = utf8proc_category(static_cast<utf8proc_int32_t>(last));
+    all_punctuation &= category >= UTF8PROC_CATEGORY_PC && category <= UTF8PROC_CATEGORY_PO;
+    at += length;
+  }
+  if (!all_punctuation) return true;
+  const auto category = utf8proc_category(static_cast<utf8proc_int32_t>(last));
+  return category == UTF8PROC_CATEGORY_PE || category == UTF8PROC_CATEGORY_PF;
+}
+
+}  // namespace
+
+Punctuator::Punctuator(std::shared_ptr<const BertModel> model, PunctuatorOptions options)
+    : model_(std::move(model)),
+      tokenizer_(model_->metadata().tokenizer),
+      marks_(model_->metadata().labels),
+      options_(options) {
+  if (!model_->metadata().has_head()) throw Error("this model has no token head: it cannot restore punctuation");
+  const int64_t positions = model_->config().max_positions;
+  const int64_t window = options_.window == 0 ? positions : options_.window;
+  if (window < 3 || window > positions)
+    throw InvalidArgument("window " + std::to_string(window) + " must be between 3 and the model's " +
+                          std::to_string(positions) + " positions");
+  window_ = window - 2;  // [CLS] and [SEP]
+  stride_ = options_.stride == 0 ? std::max<int64_t>(1, window_ / 2) : options_.stride;
+  if (stride_ < 1 || stride_ > window_)
+    throw InvalidArgument("stride " + std::to_string(stride_) + " must be between 1 and the window's " +
+                          std::to_string(window_) + " content tokens");
+  if (options_.batch_size < 1) throw InvalidArgument("batch size must be positive");
+}
+
+std::vector<Punctuator::Window> Punctuator::plan_windows(const std::vector<TextPrediction>& texts) const {
+  std::vector<Window> windows;
+  for (size_t t = 0; t < texts.size(); ++t) {
+    const size_t tokens = texts[t].tokens.size();
+    const auto width = static_cast<size_t>(window_);
+    for (size_t first = 0;; first += static_cast<size_t>(stride_)) {
+      if (tokens == 0) break;
+      if (first + width >= tokens) {
+        // The last window ends with the text, so no window is shorter than it needs to be.
+        const size_t last_first = tokens > width ? tokens - width : 0;
+        windows.push_back({t, last_first, tokens - last_first});
+        break;
+      }
+      windows.push_back({t, first, width});
+    }
+  }
+  return windows;
+}
+
+void Punctuator::run_windows(std::vector<Window>& windows, std::vector<TextPrediction>& texts) {
+  // Labels of each window's content tokens, filled batch by batch.
+  std::vector<std::vector<int32_t>> window_labels(windows.size());
+  std::vector<size_t> order(windows.size());
+  std::iota(order.begin(), order.end(), 0);
+  // Longest first: batches hold windows of similar length, so little is padding.
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return windows[a].count > windows[b].count; });
+  const auto batch_size = static_cast<size_t>(options_.batch_size);
+  for (size_t start = 0; start < order.size(); start += batch_size) {
+    const size_t end = std::min(order.size(), start + batch_size);
+    InputBatch batch;
+    batch.batch = static_cast<int64_t>(end - start);
+    batch.length = static_cast<int64_t>(windows[order[start]].count) + 2;
+    batch.input_ids.assign(static_cast<size_t>(batch.batch * batch.length), tokenizer_.pad_id());
+    batch.attention_mask.assign(batch.input_ids.size(), 0);
+    for (size_t row = 0; row < end - start; ++row) {
+      const Window& window = windows[order[start + row]];
+      int32_t* ids = batch.input_ids.data() + row * static_cast<size_t>(batch.length);
+      int32_t* mask = batch.attention_mask.data() + row * static_cast<size_t>(batch.length);
+      ids[0] = tokenizer_.cls_id();
+      for (size_t i = 0; i < window.count; ++i) ids[i + 1] = texts[window.text].tokens[window.first + i].id;
+      ids[window.count + 1] = tokenizer_.sep_id();
+      std::fill(mask, mask + window.count + 2, 1);
+    }
+    const OutputBatch out = model_->run(batch, {false, true, false, false}, workspace_);
+    for (size_t row = 0; row < end - start; ++row) {
+      const Window& window = windows[order[start + row]];
+      const int32_t* labels = out.label_ids.data() + row * static_cast<size_t>(batch.length) + 1;
+      window_labels[order[start + row]].assign(labels, labels + window.count);
+    }
+  }
+
+  // Each token takes the label of the window whose centre is nearest (windows of a text are in order, so the
+  // best window only moves forward: linear in the text length).
+  size_t next = 0;
+  for (size_t t = 0; t < texts.size(); ++t) {
+    TextPrediction& text = texts[t];
+    text.token_labels.assign(text.tokens.size(), 0);
+    const size_t first_window = next;
+    while (next < windows.size() && windows[next].text == t) ++next;
+    size_t best = first_window;
+    auto distance = [&](size_t w, size_t token) {
+      return std::fabs(static_cast<double>(token) - (static_cast<double>(windows[w].first) + (windows[w].count - 1) / 2.0));
+    };
+    for (size_t token = 0; token < text.tokens.size(); ++token) {
+      while (best + 1 < next && windows[best + 1].first <= token && distance(best + 1, token) < distance(best, token)) ++best;
+      text.token_labels[token] = window_labels[best][token - windows[best].first];
+    }
+  }
+}
+
+std::vector<TextPrediction> Punctuator::predict(const std::vector<std::string>& texts) {
+  std::vector<TextPrediction> predictions(texts.size());
+  for (size_t t = 0; t < texts.size(); ++t) {
+    TextPrediction& prediction = predictions[t];
+    prediction.clean = options_.keep_existing ? texts[t] : marks_.strip(texts[t]);
+    prediction.tokens = tokenizer_.tokenize(prediction.clean);
+  }
+  std::vector<Window> windows = plan_windows(predictions);
+  run_windows(windows, predictions);
+  for (TextPrediction& prediction : predictions) {
+    for (size_t i = 0; i < prediction.tokens.size(); ++i) {
+      const Token& token = prediction.tokens[i];
+      if (token.continuation && !prediction.words.empty()) {
+        PredictedWord& word = prediction.words.back();
+        ++word.token_count;
+        word.end = std::max(word.end, token.end);
+        continue;
+      }
+      prediction.words.push_back({i, 1, token.begin, token.end, prediction.token_labels[i]});
+    }
+  }
+  return predictions;
+}
+
+std::string Punctuator::render(const TextPrediction& prediction) const {
+  const std::vector<Label>& labels = model_->metadata().labels;
+  std::string out;
+  out.reserve(prediction.clean.size() + prediction.words.size() * 3);
+  size_t copied = 0;
+  for (const PredictedWord& word : prediction.words) {
+    const std::string& mark = labels[static_cast<size_t>(word.label)].mark;
+    if (mark.empty() || word.end < copied) continue;
+    const std::string_view text = prediction.clean;
+    if (!accepts_mark_after(text.substr(word.begin, word.end - word.begin))) continue;
+    if (text.substr(word.end, mark.size()) == mark) continue;  // the input already has it (--keep-existing)
+    if (word.end < text.size() && MarkSet::inside_word(text, word.end, 1)) continue;  // "3|.14": inside a number
+    out.append(text.substr(copied, word.end - copied));
+    out.append(mark);
+    copied = word.end;
+  }
+  out.append(std::string_view(prediction.clean).substr(copied));
+  return out;
+}
+
+std::vector<std::string> Punctuator::punctuate(const std::vector<std::string>& texts) {
+  const std::vector<TextPrediction> predictions = predict(texts);
+  std::vector<std::string> results;
+  results.reserve(predictions.size());
+  for (const auto& prediction : predictions) results.push_back(render(prediction));
+  return results;
+}
+
+}  // namespace halfserve

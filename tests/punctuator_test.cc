@@ -1,0 +1,231 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <random>
+
+#include "halfserve/format/bert_tensors.h"
+#include "halfserve/synth/synth_model.h"
+#include "halfserve/text/metrics.h"
+#include "halfserve/text/punctuator.h"
+#include "halfserve/util/error.h"
+#include "test_support.h"
+
+namespace halfserve {
+namespace {
+
+// A small model over the generated 21128-token vocabulary (CJK, ASCII, ##pieces): real tokenization, fast runs.
+FrozenModel small_cjk_model(uint64_t seed = 5) {
+  SynthOptions options;
+  options.seed = seed;
+  options.config.num_layers = 1;
+  options.config.hidden_size = 32;
+  options.config.num_heads = 2;
+  options.config.intermediate_size = 64;
+  options.config.max_positions = 64;
+  return synthesize_model(options);
+}
+
+// The same model with a head that always answers `label` (zero weights, a bias that dominates).
+FrozenModel always_label(const FrozenModel& source, int32_t label) {
+  FrozenModel model;
+  model.metadata = source.metadata;
+  for (const auto& name : source.tensors.names())
+    if (name.rfind("classifier.", 0) != 0) model.tensors.add_view(name, source.tensors.at(name));
+  model.tensors.keep_alive(std::make_shared<TensorStore>(source.tensors));
+  const int64_t labels = static_cast<int64_t>(source.metadata.labels.size()), hidden = source.metadata.config.hidden_size;
+  std::vector<float> bias(static_cast<size_t>(labels), 0.0f);
+  bias[static_cast<size_t>(label)] = 10.0f;
+  model.tensors.add_float(bert_names::kClassifierWeight, {labels, hidden}, std::vector<float>(static_cast<size_t>(labels * hidden), 0.0f));
+  model.tensors.add_float(bert_names::kClassifierBias, {labels}, bias);
+  return model;
+}
+
+Punctuator make(const FrozenModel& model, PunctuatorOptions options = {}) {
+  return Punctuator(BertModel::from_model(model, {}), options);
+}
+
+std::string random_text(std::mt19937& random, size_t length) {
+  static const std::vector<std::string> pieces = {"今", "天", "气", "很", "好", "我", "们", "去", "公", "园", "玩", "吧",
+                                                  "，", "。", "？", "！", "、", " ", "  ", "hello", "world", "ing",
+                                                  "3.14", "42", ",", ".", "?", "!", "e.g.", "Zoë", "（", "）", "“", "”",
+                                                  ":", ";", "\t", "abc", "XYZ"};
+  std::string text;
+  for (size_t i = 0; i < length; ++i) text += pieces[random() % pieces.size()];
+  return text;
+}
+
+TEST(PunctuatorTest, NothingIsLost) {
+  const FrozenModel model = small_cjk_model();
+  for (const bool keep_existing : {false, true}) {
+    Punctuator punctuator = make(model, {12, 4, 8, keep_existing});  // small windows: many overlaps
+    std::mt19937 random(keep_existing ? 2 : 1);
+    std::vector<std::string> texts;
+    for (int i = 0; i < 300; ++i) texts.push_back(random_text(random, random() % 40));
+    texts.push_back("");
+    texts.push_back("。。。，，");
+    const auto outputs = punctuator.punctuate(texts);
+    ASSERT_EQ(outputs.size(), texts.size());
+    for (size_t i = 0; i < texts.size(); ++i)
+      ASSERT_EQ(punctuator.marks().strip(outputs[i]), punctuator.marks().strip(texts[i]))
+          << "input: " << texts[i] << "\noutput: " << outputs[i];
+  }
+}
+
+TEST(PunctuatorTest, MarksGoAfterWholeWordsAndNeverDouble) {
+  const FrozenModel model = always_label(small_cjk_model(), 1);  // label 1 = "，"
+  Punctuator punctuator = make(model);
+  EXPECT_EQ(punctuator.punctuate({"今天天气"})[0], "今，天，天，气，");
+  // "hello" is one word of several pieces: one mark, after its last piece; English spacing stays as it was.
+  EXPECT_EQ(punctuator.punctuate({"hello  world"})[0], "hello，  world，");
+  // Existing marks are removed first by default...
+  EXPECT_EQ(punctuator.punctuate({"今，天。"})[0], "今，天，");
+  // ...or kept, and then never doubled; nothing follows kept punctuation inside a number.
+  Punctuator keeping = make(model, {0, 0, 32, true});
+  EXPECT_EQ(keeping.punctuate({"今，天"})[0], "今，天，");
+  EXPECT_EQ(keeping.punctuate({"3.14"})[0], "3.14，");
+  EXPECT_EQ(punctuator.punctuate({""})[0], "");
+  EXPECT_EQ(punctuator.punctuate({"。？！"})[0], "");
+}
+
+TEST(PunctuatorTest, LongTextsTakeEachLabelFromTheMostCentralWindow) {
+  const FrozenModel model = small_cjk_model(9);
+  const auto engine = BertModel::from_model(model, {});
+  const int64_t window = 18, stride = 5, content = window - 2;
+  Punctuator punctuator(engine, {window, stride, 4, false});
+  std::mt19937 random(3);
+  std::string text;
+  for (int i = 0; i < 120; ++i) text += std::vector<std::string>{"今", "天", "气", "很", "好", "我", "们", "去"}[random() % 8];
+  const TextPrediction prediction = punctuator.predict({text})[0];
+  const size_t tokens = prediction.tokens.size();
+  ASSERT_EQ(tokens, 120u);
+
+  // The documented plan: windows every `stride` tokens, the last one ending with the text.
+  std::vector<size_t> starts;
+  for (size_t start = 0;; start += stride) {
+    starts.push_back(std::min(start, tokens - static_cast<size_t>(content)));
+    if (start + content >= tokens) break;
+  }
+  BertTokenizer tokenizer(model.metadata.tokenizer);
+  Workspace workspace;
+  std::vector<std::vector<int32_t>> direct;  // each window's labels from its own model call
+  for (const size_t first : starts) {
+    InputBatch in;
+    in.batch = 1;
+    in.length = window;
+    in.input_ids.push_back(tokenizer.cls_id());
+    for (size_t i = first; i < first + content; ++i) in.input_ids.push_back(prediction.tokens[i].id);
+    in.input_ids.push_back(tokenizer.sep_id());
+    direct.push_back(engine->run(in, {false, true, false, false}, workspace).label_ids);
+  }
+  size_t checked = 0;
+  for (size_t i = 0; i < tokens; ++i) {
+    // The window whose centre is strictly nearest (ties are left out: either window is right).
+    std::vector<std::pair<double, size_t>> distances;
+    for (size_t w = 0; w < starts.size(); ++w)
+      if (starts[w] <= i && i < starts[w] + content)
+        distances.emplace_back(std::fabs(static_cast<double>(i) - (starts[w] + (content - 1) / 2.0)), w);
+    std::sort(distances.begin(), distances.end());
+    if (distances.size() > 1 && distances[0].first == distances[1].first) continue;
+    const size_t w = distances[0].second;
+    EXPECT_EQ(prediction.token_labels[i], direct[w][i - starts[w] + 1]) << "token " << i;
+    ++checked;
+  }
+  EXPECT_GT(checked, 80u);
+}
+
+TEST(PunctuatorTest, BadInputsAndLongLines) {
+  Punctuator punctuator = make(small_cjk_model(), {0, 0, 64, false});
+  EXPECT_THROW(punctuator.punctuate({std::string("ab\xff", 3)}), InvalidArgument);
+  std::string line;
+  while (line.size() < (1 << 20)) line += "今天天气很好我们去公园玩吧 hello world ";
+  const auto output = punctuator.punctuate({line})[0];
+  EXPECT_EQ(punctuator.marks().strip(output), punctuator.marks().strip(line));
+  EXPECT_THROW(Punctuator(BertModel::from_model(small_cjk_model(), {}), {100, 0, 1, false}), InvalidArgument);
+}
+
+TEST(PunctuationMetricsTest, ReferenceMarksBelongToTheWordBefore) {
+  const MarkSet marks(seed_punctuation_labels());
+  const ReferenceMarks reference = read_reference_marks("你好，世界。 hello , world!? 3.14", marks);
+  EXPECT_EQ(reference.clean, "你好世界 hello  world 3.14");
+  ASSERT_EQ(reference.marks_after.size(), 4u);
+  EXPECT_EQ(reference.marks_after[0], (std::pair<size_t, std::string>{6, "，"}));
+  EXPECT_EQ(reference.marks_after[1], (std::pair<size_t, std::string>{12, "。"}));
+  EXPECT_EQ(reference.marks_after[2], (std::pair<size_t, std::string>{18, ","}));
+  EXPECT_EQ(reference.marks_after[3], (std::pair<size_t, std::string>{25, "!?"}));
+}
+
+TEST(PunctuationMetricsTest, HandCountedScores) {
+  const std::vector<Label> labels = seed_punctuation_labels();  // O ， 。 ？ ！ 、
+  PunctuationScorer scorer(labels);
+  //            gold:      O  ，  。  O  ？  ，
+  //            predicted: ，  ，  O  O  ？  。
+  scorer.add_labels({0, 1, 2, 0, 3, 1}, {1, 1, 0, 0, 3, 2});
+  const PunctuationScores& scores = scorer.scores();
+  const MarkScore& comma = scores.per_mark[0];
+  EXPECT_EQ(comma.mark, "，");
+  EXPECT_EQ(comma.true_positives, 1);
+  EXPECT_EQ(comma.false_positives, 1);
+  EXPECT_EQ(comma.false_negatives, 1);
+  EXPECT_DOUBLE_EQ(comma.precision(), 0.5);
+  EXPECT_DOUBLE_EQ(comma.recall(), 0.5);
+  const MarkScore& period = scores.per_mark[1];
+  EXPECT_EQ(period.true_positives, 0);
+  EXPECT_EQ(period.false_positives, 1);
+  EXPECT_EQ(period.false_negatives, 1);
+  EXPECT_DOUBLE_EQ(period.f1(), 0.0);
+  EXPECT_EQ(scores.per_mark[2].true_positives, 1);  // ？
+  EXPECT_EQ(scores.micro.true_positives, 2);
+  EXPECT_EQ(scores.micro.false_positives, 2);
+  EXPECT_EQ(scores.micro.false_negatives, 2);
+  EXPECT_DOUBLE_EQ(scores.micro.f1(), 0.5);
+  EXPECT_EQ(scores.words, 6);
+}
+
+TEST(PunctuationMetricsTest, ScoresAModelThatAlwaysSaysComma) {
+  const FrozenModel model = always_label(small_cjk_model(), 1);
+  Punctuator punctuator = make(model);
+  const MarkSet& marks = punctuator.marks();
+  const ReferenceMarks reference = read_reference_marks("你好，世界。", marks);
+  const auto predictions = punctuator.predict({reference.clean});
+  PunctuationScorer scorer(model.metadata.labels);
+  scorer.add(reference, predictions[0]);
+  const PunctuationScores& scores = scorer.scores();
+  // Words 你 好 世 界: gold O ， O 。, predicted ， everywhere.
+  EXPECT_EQ(scores.per_mark[0].true_positives, 1);
+  EXPECT_EQ(scores.per_mark[0].false_positives, 3);
+  EXPECT_EQ(scores.per_mark[0].false_negatives, 0);
+  EXPECT_EQ(scores.per_mark[1].false_negatives, 1);
+  EXPECT_DOUBLE_EQ(scores.micro.precision(), 0.25);
+  EXPECT_DOUBLE_EQ(scores.micro.recall(), 0.5);
+}
+
+TEST(PunctuateCliTest, LinesInLinesOutAndClearErrors) {
+  testing::TempDir dir;
+  const auto path = dir / "model.safetensors";
+  save_frozen_model(always_label(small_cjk_model(), 2), path.string());  // always "。"
+  const auto ok = testing::run_cli("punctuate --model '" + path.string() + "'", "今天\n\n好，吧\n");
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(ok.out, "今。天。\n\n好。吧。\n");
+  const auto bad = testing::run_cli("punctuate --model '" + path.string() + "'", "今天\nab\xff\n");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_TRUE(testing::Contains(bad.err, "line 2 is not valid UTF-8"));
+  const auto replaced = testing::run_cli("punctuate --replace-invalid --model '" + path.string() + "'", "ab\xff\n");
+  EXPECT_EQ(replaced.exit_code, 0) << replaced.err;
+  EXPECT_EQ(replaced.out, "ab。\xEF\xBF\xBD\n");
+
+  std::ofstream(dir / "reference.txt") << "你好，世界。\n今天。\n";
+  const auto eval = testing::run_cli("eval --json --precisions fp32,bf16 --model '" + path.string() + "' --ref '" +
+                                     (dir / "reference.txt").string() + "'");
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  const auto report = nlohmann::json::parse(eval.out);
+  ASSERT_EQ(report["results"].size(), 2u);
+  const auto& micro = report["results"][0]["micro"];
+  // 6 words, gold marks after 好 (，), 界 (。), 天 (。); predicted 。 after every word.
+  EXPECT_EQ(micro["true_positives"], 2);
+  EXPECT_EQ(micro["false_positives"], 4);
+  EXPECT_EQ(micro["false_negatives"], 1);
+  EXPECT_DOUBLE_EQ(report["results"][1]["token_label_disagreement_with_fp32"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace halfserve
