@@ -14,16 +14,7 @@ namespace halfserve {
 namespace {
 
 // A small model over the generated 21128-token vocabulary (CJK, ASCII, ##pieces): real tokenization, fast runs.
-FrozenModel small_cjk_model(uint64_t seed = 5) {
-  SynthOptions options;
-  options.seed = seed;
-  options.config.num_layers = 1;
-  options.config.hidden_size = 32;
-  options.config.num_heads = 2;
-  options.config.intermediate_size = 64;
-  options.config.max_positions = 64;
-  return synthesize_model(options);
-}
+FrozenModel small_cjk_model(uint64_t seed = 5) { return testing::tiny_model(seed, 21128, 1); }
 
 // The same model with a head that always answers `label` (zero weights, a bias that dominates).
 FrozenModel always_label(const FrozenModel& source, int32_t label) {

@@ -50,14 +50,14 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ignored);
 }
 
-FrozenModel tiny_model(uint64_t seed) {
+FrozenModel tiny_model(uint64_t seed, int64_t vocab_size, int64_t layers) {
   SynthOptions options;
   options.seed = seed;
-  options.config.num_layers = 2;
+  options.config.num_layers = layers;
   options.config.hidden_size = 32;
   options.config.num_heads = 4;
   options.config.intermediate_size = 64;
-  options.config.vocab_size = 300;
+  options.config.vocab_size = vocab_size;
   options.config.max_positions = 64;
   return synthesize_model(options);
 }

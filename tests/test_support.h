@@ -38,8 +38,9 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-// A small synthetic model (2 layers, hidden 32, 4 heads, FFN 64, vocabulary 300, 64 positions, 6 labels).
-FrozenModel tiny_model(uint64_t seed = 3);
+// A small synthetic model (hidden 32, 4 heads, FFN 64, 64 positions, the seed's 6 labels) over the generated
+// vocabulary of `vocab_size` tokens (21128 includes CJK ideographs and ## pieces).
+FrozenModel tiny_model(uint64_t seed = 3, int64_t vocab_size = 300, int64_t layers = 2);
 
 struct CommandResult {
   int exit_code = -1;

@@ -26,12 +26,7 @@ void add_bench_command(CLI::App& app, Action& run) {
   command->add_option("--threads", flags->engine.threads, "Intra-op threads (default: all cores)")->check(CLI::NonNegativeNumber);
   command->callback([flags, &run] {
     LatencyGridOptions options;
-    options.precisions.clear();
-    for (const auto& item : CLI::detail::split(flags->precisions, ',')) {
-      if (item != "fp32" && item != "fp16" && item != "bf16")
-        throw CLI::ValidationError("--precisions", "'" + item + "' is not fp32, fp16 or bf16");
-      options.precisions.push_back(parse_precision(item));
-    }
+    options.precisions = parse_precision_list(flags->precisions, "--precisions");
     options.lengths = parse_positive_list(flags->lengths, "--lengths");
     options.batches = parse_positive_list(flags->batches, "--batches");
     options.seconds_per_cell = flags->seconds_per_cell;

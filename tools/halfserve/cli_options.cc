@@ -23,6 +23,24 @@ EngineOptions EngineFlags::options() const {
   return options;
 }
 
+void add_window_flags(CLI::App& command, PunctuatorOptions& options) {
+  command.add_option("--window", options.window, "Tokens per model call, [CLS]/[SEP] included (default: the model's positions)")
+      ->check(CLI::NonNegativeNumber);
+  command.add_option("--stride", options.stride, "Tokens between window starts (default: half a window)")
+      ->check(CLI::NonNegativeNumber);
+  command.add_option("--batch-size", options.batch_size, "Windows per model call")->check(CLI::PositiveNumber);
+}
+
+std::vector<Precision> parse_precision_list(const std::string& text, const std::string& flag) {
+  std::vector<Precision> precisions;
+  for (const auto& item : CLI::detail::split(text, ',')) {
+    if (item != "fp32" && item != "fp16" && item != "bf16")
+      throw CLI::ValidationError(flag, "'" + item + "' is not fp32, fp16 or bf16");
+    precisions.push_back(parse_precision(item));
+  }
+  return precisions;
+}
+
 std::vector<int64_t> parse_positive_list(const std::string& text, const std::string& flag) {
   std::vector<int64_t> values;
   size_t start = 0;

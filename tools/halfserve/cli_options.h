@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "halfserve/engine/bert_model.h"
+#include "halfserve/text/punctuator.h"
 
 namespace halfserve::cli {
 
@@ -21,6 +22,12 @@ struct EngineFlags {
 
 // CLI11 validator accepting fp32 / fp16 / bf16 (so a bad value is a usage error, exit 2).
 CLI::Validator precision_validator();
+
+// --window, --stride and --batch-size of the commands that punctuate.
+void add_window_flags(CLI::App& command, PunctuatorOptions& options);
+
+// "fp32,bf16" -> {fp32, bf16}; a bad name is a usage error naming `flag`.
+std::vector<Precision> parse_precision_list(const std::string& text, const std::string& flag);
 
 // "1,8,16" -> {1, 8, 16}; every value must be positive.
 std::vector<int64_t> parse_positive_list(const std::string& text, const std::string& flag);

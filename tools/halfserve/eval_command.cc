@@ -69,19 +69,12 @@ void add_eval_command(CLI::App& app, Action& run) {
   command->add_option("--model", flags->model, "Frozen .safetensors file")->required();
   command->add_option("--ref", flags->reference, "Reference: punctuated text, one per line")->required();
   command->add_option("--precisions", flags->precisions, "Comma-separated precisions to score (fp32 first for the comparison)");
-  command->add_option("--window", flags->options.window, "Tokens per model call (default: the model's positions)");
-  command->add_option("--stride", flags->options.stride, "Tokens between window starts");
-  command->add_option("--batch-size", flags->options.batch_size, "Windows per model call")->check(CLI::PositiveNumber);
+  add_window_flags(*command, flags->options);
   command->add_flag("--json", flags->json, "Machine-readable output");
   command->add_option("--device", flags->engine.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   command->add_option("--threads", flags->engine.threads, "Intra-op threads (default: all cores)")->check(CLI::NonNegativeNumber);
   command->callback([flags, &run] {
-    std::vector<Precision> precisions;
-    for (const auto& item : CLI::detail::split(flags->precisions, ',')) {
-      if (item != "fp32" && item != "fp16" && item != "bf16")
-        throw CLI::ValidationError("--precisions", "'" + item + "' is not fp32, fp16 or bf16");
-      precisions.push_back(parse_precision(item));
-    }
+    const std::vector<Precision> precisions = parse_precision_list(flags->precisions, "--precisions");
     run = [flags, precisions] {
       const FrozenModel model = load_frozen_model(flags->model);
       const MarkSet marks(model.metadata.labels);

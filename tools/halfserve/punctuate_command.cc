@@ -25,11 +25,7 @@ void add_punctuate_command(CLI::App& app, Action& run) {
   auto flags = std::make_shared<Flags>();
   command->add_option("--model", flags->model, "Frozen .safetensors file")->required();
   command->add_option("--input", flags->input, "Read texts from this file instead of stdin");
-  command->add_option("--window", flags->options.window, "Tokens per model call, [CLS]/[SEP] included (default: the model's positions)")
-      ->check(CLI::NonNegativeNumber);
-  command->add_option("--stride", flags->options.stride, "Tokens between window starts (default: half a window)")
-      ->check(CLI::NonNegativeNumber);
-  command->add_option("--batch-size", flags->options.batch_size, "Windows per model call")->check(CLI::PositiveNumber);
+  add_window_flags(*command, flags->options);
   command->add_flag("--keep-existing", flags->options.keep_existing, "Keep the input's punctuation instead of removing it first");
   command->add_flag("--replace-invalid", flags->replace_invalid, "Replace invalid UTF-8 bytes with U+FFFD instead of failing");
   command->add_option("--max-line-bytes", flags->max_line_bytes, "Longest line accepted");
