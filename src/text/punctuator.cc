@@ -31,12 +31,21 @@ bool accepts_mark_after(std::string_view word) {
 }  // namespace
 
 Punctuator::Punctuator(std::shared_ptr<const BertModel> model, PunctuatorOptions options)
-    : model_(std::move(model)),
-      tokenizer_(model_->metadata().tokenizer),
-      marks_(model_->metadata().labels),
+    : Punctuator(model->metadata(), std::make_shared<const BertTokenizer>(model->metadata().tokenizer),
+                 [model, workspace = std::make_shared<Workspace>()](const InputBatch& in, const OutputSelection& out) {
+                   return model->run(in, out, *workspace);
+                 },
+                 options) {}
+
+Punctuator::Punctuator(const ModelMetadata& metadata, std::shared_ptr<const BertTokenizer> tokenizer, ModelRunner runner,
+                       PunctuatorOptions options)
+    : labels_(metadata.labels),
+      tokenizer_(std::move(tokenizer)),
+      runner_(std::move(runner)),
+      marks_(metadata.labels),
       options_(options) {
-  if (!model_->metadata().has_head()) throw Error("this model has no token head: it cannot restore punctuation");
-  const int64_t positions = model_->config().max_positions;
+  if (!metadata.has_head()) throw Error("this model has no token head: it cannot restore punctuation");
+  const int64_t positions = metadata.config.max_positions;
   const int64_t window = options_.window == 0 ? positions : options_.window;
   if (window < 3 || window > positions)
     throw InvalidArgument("window " + std::to_string(window) + " must be between 3 and the model's " +
@@ -81,18 +90,18 @@ void Punctuator::run_windows(std::vector<Window>& windows, std::vector<TextPredi
     InputBatch batch;
     batch.batch = static_cast<int64_t>(end - start);
     batch.length = static_cast<int64_t>(windows[order[start]].count) + 2;
-    batch.input_ids.assign(static_cast<size_t>(batch.batch * batch.length), tokenizer_.pad_id());
+    batch.input_ids.assign(static_cast<size_t>(batch.batch * batch.length), tokenizer_->pad_id());
     batch.attention_mask.assign(batch.input_ids.size(), 0);
     for (size_t row = 0; row < end - start; ++row) {
       const Window& window = windows[order[start + row]];
       int32_t* ids = batch.input_ids.data() + row * static_cast<size_t>(batch.length);
       int32_t* mask = batch.attention_mask.data() + row * static_cast<size_t>(batch.length);
-      ids[0] = tokenizer_.cls_id();
+      ids[0] = tokenizer_->cls_id();
       for (size_t i = 0; i < window.count; ++i) ids[i + 1] = texts[window.text].tokens[window.first + i].id;
-      ids[window.count + 1] = tokenizer_.sep_id();
+      ids[window.count + 1] = tokenizer_->sep_id();
       std::fill(mask, mask + window.count + 2, 1);
     }
-    const OutputBatch out = model_->run(batch, {false, true, false, false}, workspace_);
+    const OutputBatch out = runner_(batch, {false, true, false, false});
     for (size_t row = 0; row < end - start; ++row) {
       const Window& window = windows[order[start + row]];
       const int32_t* labels = out.label_ids.data() + row * static_cast<size_t>(batch.length) + 1;
@@ -124,7 +133,7 @@ std::vector<TextPrediction> Punctuator::predict(const std::vector<std::string>& 
   for (size_t t = 0; t < texts.size(); ++t) {
     TextPrediction& prediction = predictions[t];
     prediction.clean = options_.keep_existing ? texts[t] : marks_.strip(texts[t]);
-    prediction.tokens = tokenizer_.tokenize(prediction.clean);
+    prediction.tokens = tokenizer_->tokenize(prediction.clean);
   }
   std::vector<Window> windows = plan_windows(predictions);
   run_windows(windows, predictions);
@@ -144,7 +153,7 @@ std::vector<TextPrediction> Punctuator::predict(const std::vector<std::string>& 
 }
 
 std::string Punctuator::render(const TextPrediction& prediction) const {
-  const std::vector<Label>& labels = model_->metadata().labels;
+  const std::vector<Label>& labels = labels_;
   std::string out;
   out.reserve(prediction.clean.size() + prediction.words.size() * 3);
   size_t copied = 0;

@@ -89,8 +89,9 @@ void add_eval_command(CLI::App& app, Action& run) {
       for (const Precision precision : precisions) {
         EngineOptions engine = flags->engine.options();
         engine.precision = precision;
-        Punctuator punctuator(BertModel::from_model(model, engine), flags->options);
-        std::cerr << "eval: " << punctuator.model().describe() << "\n";
+        const auto engine_model = BertModel::from_model(model, engine);
+        std::cerr << "eval: " << engine_model->describe() << "\n";
+        Punctuator punctuator(engine_model, flags->options);
         const std::vector<TextPrediction> predictions = punctuator.predict(clean_texts);
         PunctuationScorer scorer(model.metadata.labels);
         PrecisionResult result{precision, {}, {}};

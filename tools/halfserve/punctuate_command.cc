@@ -32,8 +32,9 @@ void add_punctuate_command(CLI::App& app, Action& run) {
   flags->engine.add_to(*command);
   command->callback([flags, &run] {
     run = [flags] {
-      Punctuator punctuator(BertModel::load(flags->model, flags->engine.options()), flags->options);
-      std::cerr << "punctuate: " << punctuator.model().describe() << "\n";
+      const auto model = BertModel::load(flags->model, flags->engine.options());
+      std::cerr << "punctuate: " << model->describe() << "\n";
+      Punctuator punctuator(model, flags->options);
       LineInput input(flags->input, flags->max_line_bytes, flags->replace_invalid);
       std::vector<std::string> chunk;
       size_t chunk_bytes = 0;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,13 +35,20 @@ struct TextPrediction {
   std::vector<PredictedWord> words;
 };
 
+// Runs one padded batch of windows; the server passes one that goes through its batch scheduler.
+using ModelRunner = std::function<OutputBatch(const InputBatch&, const OutputSelection&)>;
+
 // Restores punctuation with a token-classification model. Texts longer than a window are cut into overlapping
 // windows; every token takes its label from the window in which it sits most centrally, so a token always sees
 // context on both sides where the text has it. Windows of all texts are sorted by length and batched together,
 // so cost is linear in the total text length. Not thread-safe (it owns the model's workspace): one per thread.
 class Punctuator {
  public:
+  // Runs `model` itself, with a workspace of its own.
   Punctuator(std::shared_ptr<const BertModel> model, PunctuatorOptions options);
+  // Runs windows through `runner`; `tokenizer` must be built from `metadata`'s settings and outlive the punctuator.
+  Punctuator(const ModelMetadata& metadata, std::shared_ptr<const BertTokenizer> tokenizer, ModelRunner runner,
+             PunctuatorOptions options);
 
   // Texts must be valid UTF-8 (InvalidArgument otherwise).
   std::vector<TextPrediction> predict(const std::vector<std::string>& texts);
@@ -50,7 +58,6 @@ class Punctuator {
   std::string render(const TextPrediction& prediction) const;
 
   const MarkSet& marks() const { return marks_; }
-  const BertModel& model() const { return *model_; }
   int64_t window() const { return window_; }
   int64_t stride() const { return stride_; }
 
@@ -63,13 +70,13 @@ class Punctuator {
   std::vector<Window> plan_windows(const std::vector<TextPrediction>& texts) const;
   void run_windows(std::vector<Window>& windows, std::vector<TextPrediction>& texts);
 
-  std::shared_ptr<const BertModel> model_;
-  BertTokenizer tokenizer_;
+  std::vector<Label> labels_;
+  std::shared_ptr<const BertTokenizer> tokenizer_;
+  ModelRunner runner_;
   MarkSet marks_;
   PunctuatorOptions options_;
   int64_t window_ = 0;  // content tokens per window ([CLS] and [SEP] excluded)
   int64_t stride_ = 0;
-  Workspace workspace_;
 };
 
 }  // namespace halfserve

@@ -1,0 +1,186 @@
+#include "halfserve/serve/batch_scheduler.h"
+
+#include <algorithm>
+
+#include "halfserve/serve/metrics.h"
+#include "halfserve/serve/serving_error.h"
+
+namespace halfserve {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+double microseconds_since(clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(clock::now() - start).count();
+}
+
+// Copies rows of a [rows, length, width] output into a request's result, trimming the batch's padding columns.
+template <typename T>
+std::vector<T> slice_rows(const std::vector<T>& values, int64_t first_row, int64_t rows, int64_t batch_length,
+                          int64_t length, int64_t width) {
+  if (values.empty()) return {};
+  std::vector<T> result(static_cast<size_t>(rows * length * width));
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* source = values.data() + ((first_row + r) * batch_length) * width;
+    std::copy(source, source + length * width, result.data() + r * length * width);
+  }
+  return result;
+}
+
+}  // namespace
+
+BatchScheduler::BatchScheduler(std::shared_ptr<const BertModel> model, BatchingOptions batching, bool enabled,
+                               std::string model_name, ServingMetrics* metrics)
+    : model_(std::move(model)),
+      batching_(batching),
+      enabled_(enabled && batching.max_batch_size > 1),
+      model_name_(std::move(model_name)),
+      metrics_(metrics) {
+  const int64_t threads = std::max<int64_t>(1, batching_.num_batch_threads);
+  for (int64_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+}
+
+BatchScheduler::~BatchScheduler() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& worker : workers_) worker.join();
+}
+
+OutputBatch BatchScheduler::run(const InputBatch& inputs, const OutputSelection& outputs) {
+  auto task = std::make_unique<Task>();
+  task->inputs = &inputs;
+  task->outputs = outputs;
+  task->enqueued = clock::now();
+  std::future<OutputBatch> result = task->result.get_future();
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) throw ServingError(ServingCode::unavailable, "model " + model_name_ + " is shutting down");
+    const int64_t capacity = std::max<int64_t>(1, batching_.max_enqueued_batches) * std::max<int64_t>(1, batching_.max_batch_size);
+    if (queued_rows_ + inputs.batch > capacity && !queue_.empty())
+      throw ServingError(ServingCode::resource_exhausted,
+                         "the request queue of model " + model_name_ + " is full (" + std::to_string(queued_rows_) +
+                             " rows waiting, limit " + std::to_string(capacity) + "); retry later");
+    queued_rows_ += inputs.batch;
+    queue_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+  return result.get();
+}
+
+std::vector<std::unique_ptr<BatchScheduler::Task>> BatchScheduler::next_batch(std::unique_lock<std::mutex>& lock) {
+  std::vector<std::unique_ptr<Task>> batch;
+  wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+  if (queue_.empty()) return batch;
+  if (enabled_) {
+    // Wait for the batch to fill or for its oldest request's timeout, whichever comes first.
+    const auto deadline = queue_.front()->enqueued + std::chrono::microseconds(batching_.batch_timeout_micros);
+    wake_.wait_until(lock, deadline, [&] { return stopping_ || queued_rows_ >= batching_.max_batch_size; });
+    if (queue_.empty()) return batch;  // another worker took them
+  }
+  int64_t rows = 0;
+  while (!queue_.empty()) {
+    const int64_t task_rows = queue_.front()->inputs->batch;
+    if (!batch.empty() && (!enabled_ || rows + task_rows > batching_.max_batch_size)) break;
+    rows += task_rows;
+    queued_rows_ -= task_rows;
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  return batch;
+}
+
+void BatchScheduler::work() {
+  Workspace workspace;  // one per worker: buffers grow to the largest batch once and are reused
+  std::unique_lock lock(mutex_);
+  while (true) {
+    auto batch = next_batch(lock);
+    if (batch.empty()) {
+      if (stopping_ && queue_.empty()) return;
+      continue;
+    }
+    lock.unlock();
+    execute(batch, workspace);
+    lock.lock();
+  }
+}
+
+void BatchScheduler::execute(std::vector<std::unique_ptr<Task>>& batch, Workspace& workspace) {
+  // Bad requests fail alone and never join a merged batch.
+  std::vector<std::unique_ptr<Task>> valid;
+  for (auto& task : batch) {
+    try {
+      model_->validate(*task->inputs);
+      valid.push_back(std::move(task));
+    } catch (...) {
+      task->result.set_exception(std::current_exception());
+    }
+  }
+  if (valid.empty()) return;
+  int64_t rows = 0, length = 0;
+  OutputSelection outputs{false, false, false, false};
+  for (const auto& task : valid) {
+    rows += task->inputs->batch;
+    length = std::max(length, task->inputs->length);
+    outputs.logits |= task->outputs.logits;
+    outputs.label_ids |= task->outputs.label_ids;
+    outputs.last_hidden_state |= task->outputs.last_hidden_state;
+    outputs.probabilities |= task->outputs.probabilities;
+  }
+  if (metrics_ != nullptr) metrics_->observe_batch(model_name_, rows, microseconds_since(valid.front()->enqueued));
+  try {
+    if (valid.size() == 1) {
+      valid.front()->result.set_value(model_->run(*valid.front()->inputs, valid.front()->outputs, workspace));
+      return;
+    }
+    // Merge: pad every row to the longest with id 0, type 0 and mask 0, so padding is never attended to.
+    InputBatch merged;
+    merged.batch = rows;
+    merged.length = length;
+    const size_t total = static_cast<size_t>(rows * length);
+    merged.input_ids.assign(total, 0);
+    merged.attention_mask.assign(total, 0);
+    merged.token_type_ids.assign(total, 0);
+    int64_t row = 0;
+    for (const auto& task : valid) {
+      const InputBatch& in = *task->inputs;
+      for (int64_t r = 0; r < in.batch; ++r, ++row) {
+        for (int64_t t = 0; t < in.length; ++t) {
+          const size_t from = static_cast<size_t>(r * in.length + t), to = static_cast<size_t>(row * length + t);
+          merged.input_ids[to] = in.input_ids[from];
+          merged.attention_mask[to] = in.attention_mask.empty() ? 1 : in.attention_mask[from];
+          merged.token_type_ids[to] = in.token_type_ids.empty() ? 0 : in.token_type_ids[from];
+        }
+      }
+    }
+    const OutputBatch out = model_->run(merged, outputs, workspace);
+    const int64_t labels = static_cast<int64_t>(model_->metadata().labels.size()), hidden = model_->config().hidden_size;
+    row = 0;
+    for (const auto& task : valid) {
+      const InputBatch& in = *task->inputs;
+      OutputBatch result;
+      result.batch = in.batch;
+      result.length = in.length;
+      if (task->outputs.logits) result.logits = slice_rows(out.logits, row, in.batch, length, in.length, labels);
+      if (task->outputs.label_ids) result.label_ids = slice_rows(out.label_ids, row, in.batch, length, in.length, 1);
+      if (task->outputs.probabilities) result.probabilities = slice_rows(out.probabilities, row, in.batch, length, in.length, labels);
+      if (task->outputs.last_hidden_state)
+        result.last_hidden_state = slice_rows(out.last_hidden_state, row, in.batch, length, in.length, hidden);
+      row += in.batch;
+      task->result.set_value(std::move(result));
+    }
+  } catch (...) {
+    for (auto& task : valid) {
+      try {
+        task->result.set_exception(std::current_exception());
+      } catch (const std::future_error&) {
+        // this task already has its result
+      }
+    }
+  }
+}
+
+}  // namespace halfserve

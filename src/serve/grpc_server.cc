@@ -1,0 +1,254 @@
+#include "halfserve/serve/grpc_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
+
+#include <algorithm>
+#include <climits>
+#include <set>
+
+#include "halfserve/serve/model_manager.h"
+#include "halfserve/serve/predict_json.h"
+#include "halfserve/serve/serving_error.h"
+#include "serve/tensor_proto_io.h"
+#include "tensorflow_serving/apis/model_service.grpc.pb.h"
+#include "tensorflow_serving/apis/prediction_service.grpc.pb.h"
+
+namespace halfserve {
+
+namespace {
+
+namespace tfs = tensorflow::serving;
+
+// Enough threads to keep every model's batch workers fed from many clients, few enough that a flood of clients
+// queues in gRPC instead of exhausting the process.
+constexpr int kMaxServerThreads = 64;
+constexpr std::string_view kDefaultSignature = "serving_default";
+constexpr std::string_view kSignatureDefField = "signature_def";
+
+ServingError invalid_argument(const std::string& message) { return ServingError(ServingCode::invalid_argument, message); }
+
+std::optional<int64_t> requested_version(const tfs::ModelSpec& spec) {
+  if (!spec.has_version()) return std::nullopt;
+  return spec.version().value();
+}
+
+std::shared_ptr<ServedVersion> find_version(const ModelManager& models, const tfs::ModelSpec& spec) {
+  if (spec.has_version() && !spec.version_label().empty())
+    throw invalid_argument("model_spec sets both version (" + std::to_string(spec.version().value()) +
+                           ") and version_label ('" + spec.version_label() + "'); set one");
+  return models.find(spec.name(), requested_version(spec), spec.version_label());
+}
+
+std::string signature_names(const ModelMetadata& metadata) {
+  std::string names;
+  for (const auto& signature : metadata.signatures) names += (names.empty() ? "" : ", ") + signature.name;
+  return names;
+}
+
+// The signature a request names; without a name, serving_default, or the model's first signature when it has
+// no serving_default (as the REST path does).
+const Signature& find_signature(const ServedVersion& served, const std::string& requested) {
+  const ModelMetadata& metadata = served.metadata();
+  const std::string name = requested.empty() ? std::string(kDefaultSignature) : requested;
+  if (const Signature* signature = metadata.find_signature(name)) return *signature;
+  if (requested.empty()) return metadata.default_signature();
+  throw invalid_argument("signature '" + requested + "' not found in model '" + served.model_name() + "' version " +
+                         std::to_string(served.version()) + " (signatures: " + signature_names(metadata) + ")");
+}
+
+void set_model_spec(const ServedVersion& served, tfs::ModelSpec& spec) {
+  spec.set_name(served.model_name());
+  spec.mutable_version()->set_value(served.version());
+}
+
+std::vector<std::string> output_filter(const tfs::PredictRequest& request) {
+  std::vector<std::string> names(request.output_filter().begin(), request.output_filter().end());
+  std::set<std::string> seen;
+  for (const auto& name : names)
+    if (!seen.insert(name).second) throw invalid_argument("output_filter names '" + name + "' twice");
+  return names;
+}
+
+void predict(ModelManager& models, const tfs::PredictRequest& request, tfs::PredictResponse& response) {
+  if (!request.has_model_spec()) throw invalid_argument("Missing ModelSpec");
+  const auto served = find_version(models, request.model_spec());
+  const Signature& signature = find_signature(*served, request.model_spec().signature_name());
+  const ModelMetadata& metadata = served->metadata();
+  const InputBatch inputs = read_input_batch(request.inputs(), signature);
+  const auto selected = select_outputs(signature, output_filter(request), metadata.has_head());
+  const OutputBatch outputs = served->run(inputs, output_selection(selected));
+  const auto num_labels = static_cast<int64_t>(metadata.labels.size());
+  for (const auto& [name, role] : selected)
+    write_output_tensor(outputs, role, num_labels, metadata.config.hidden_size, (*response.mutable_outputs())[name]);
+  set_model_spec(*served, *response.mutable_model_spec());
+  response.mutable_model_spec()->set_signature_name(signature.name);
+}
+
+// TF Serving's checks, with its messages.
+void check_metadata_fields(const tfs::GetModelMetadataRequest& request) {
+  if (request.metadata_field_size() == 0)
+    throw invalid_argument("GetModelMetadataRequest must specify at least one metadata_field");
+  for (const auto& field : request.metadata_field())
+    if (field != kSignatureDefField) throw invalid_argument("Metadata field " + field + " is not supported");
+}
+
+void get_model_metadata(ModelManager& models, const tfs::GetModelMetadataRequest& request,
+                        tfs::GetModelMetadataResponse& response) {
+  if (!request.has_model_spec()) throw invalid_argument("Missing ModelSpec");
+  check_metadata_fields(request);
+  const auto served = find_version(models, request.model_spec());
+  const ModelMetadata& metadata = served->metadata();
+  tfs::SignatureDefMap signatures;
+  for (const auto& signature : metadata.signatures)
+    (*signatures.mutable_signature_def())[signature.name] =
+        signature_def(signature, static_cast<int64_t>(metadata.labels.size()), metadata.config.hidden_size);
+  (*response.mutable_metadata())[std::string(kSignatureDefField)].PackFrom(signatures);
+  set_model_spec(*served, *response.mutable_model_spec());
+}
+
+void get_model_status(ModelManager& models, const tfs::GetModelStatusRequest& request,
+                      tfs::GetModelStatusResponse& response) {
+  if (!request.has_model_spec()) throw invalid_argument("Missing ModelSpec");
+  const tfs::ModelSpec& spec = request.model_spec();
+  if (spec.has_version() && !spec.version_label().empty())
+    throw invalid_argument("model_spec sets both version and version_label; set one");
+  for (const VersionStatus& status : models.status(spec.name(), requested_version(spec), spec.version_label())) {
+    tfs::ModelVersionStatus& entry = *response.add_model_version_status();
+    entry.set_version(status.version);
+    entry.set_state(static_cast<tfs::ModelVersionStatus::State>(version_state_number(status.state)));
+    entry.mutable_status()->set_error_code(static_cast<int>(status.error_code));
+    entry.mutable_status()->set_error_message(status.error_message);
+  }
+}
+
+// Runs one call and records it in TF Serving's request count and latency metrics. Every failure becomes the
+// gRPC status with the same code (ServingCode uses gRPC's numbers) and the message naming the problem.
+class CallRecorder {
+ public:
+  CallRecorder(const ModelManager& models, ServingMetrics& metrics) : models_(models), metrics_(metrics) {}
+
+  template <typename Call>
+  grpc::Status run(const std::string& model_name, const std::string& api, Call&& call) const {
+    const auto started = std::chrono::steady_clock::now();
+    ServingCode code = ServingCode::ok;
+    std::string message;
+    try {
+      call();
+    } catch (const std::exception& error) {
+      code = serving_code_of(error);
+      message = error.what();
+    }
+    const std::string label = metrics_label(model_name);
+    metrics_.count_request(label, std::string(serving_code_name(code)));
+    const std::chrono::duration<double, std::micro> elapsed = std::chrono::steady_clock::now() - started;
+    metrics_.observe_latency(label, api, "GRPC", elapsed.count());
+    if (code == ServingCode::ok) return grpc::Status::OK;
+    return grpc::Status(static_cast<grpc::StatusCode>(code), message);
+  }
+
+ private:
+  // Only configured names become metric labels: a client sending random names must not grow the metrics
+  // without bound.
+  std::string metrics_label(const std::string& model_name) const {
+    const auto names = models_.model_names();
+    return std::find(names.begin(), names.end(), model_name) != names.end() ? model_name : "";
+  }
+
+  const ModelManager& models_;
+  ServingMetrics& metrics_;
+};
+
+class PredictionService final : public tfs::PredictionService::Service {
+ public:
+  PredictionService(ModelManager& models, ServingMetrics& metrics) : models_(models), recorder_(models, metrics) {}
+
+  grpc::Status Predict(grpc::ServerContext*, const tfs::PredictRequest* request, tfs::PredictResponse* response) override {
+    return recorder_.run(request->model_spec().name(), "predict", [&] { predict(models_, *request, *response); });
+  }
+
+  grpc::Status GetModelMetadata(grpc::ServerContext*, const tfs::GetModelMetadataRequest* request,
+                                tfs::GetModelMetadataResponse* response) override {
+    return recorder_.run(request->model_spec().name(), "get_model_metadata",
+                         [&] { get_model_metadata(models_, *request, *response); });
+  }
+
+ private:
+  ModelManager& models_;
+  CallRecorder recorder_;
+};
+
+class ModelService final : public tfs::ModelService::Service {
+ public:
+  ModelService(ModelManager& models, ServingMetrics& metrics) : models_(models), recorder_(models, metrics) {}
+
+  grpc::Status GetModelStatus(grpc::ServerContext*, const tfs::GetModelStatusRequest* request,
+                              tfs::GetModelStatusResponse* response) override {
+    return recorder_.run(request->model_spec().name(), "get_model_status",
+                         [&] { get_model_status(models_, *request, *response); });
+  }
+
+ private:
+  ModelManager& models_;
+  CallRecorder recorder_;
+};
+
+int message_limit(size_t max_message_bytes) {
+  return static_cast<int>(std::min<size_t>(max_message_bytes, static_cast<size_t>(INT_MAX)));
+}
+
+}  // namespace
+
+struct GrpcServer::Impl {
+  Impl(ModelManager& models, ServingMetrics& metrics, std::string address, size_t max_message_bytes)
+      : address(std::move(address)),
+        max_message_bytes(max_message_bytes),
+        prediction_service(models, metrics),
+        model_service(models, metrics) {}
+
+  std::string address;
+  size_t max_message_bytes;
+  PredictionService prediction_service;
+  ModelService model_service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  bool stopped = false;
+};
+
+GrpcServer::GrpcServer(ModelManager& models, ServingMetrics& metrics, const std::string& address,
+                       size_t max_message_bytes)
+    : impl_(std::make_unique<Impl>(models, metrics, address, max_message_bytes)) {}
+
+GrpcServer::~GrpcServer() { shutdown(std::chrono::milliseconds(0)); }
+
+void GrpcServer::start() {
+  if (impl_->server) throw Error("gRPC server on " + impl_->address + " is already started");
+  grpc::ServerBuilder builder;
+  grpc::ResourceQuota quota("halfserve_grpc");
+  quota.SetMaxThreads(kMaxServerThreads);
+  builder.SetResourceQuota(quota);
+  builder.SetMaxReceiveMessageSize(message_limit(impl_->max_message_bytes));
+  builder.SetMaxSendMessageSize(message_limit(impl_->max_message_bytes));
+  // Without this, gRPC lets a second server bind the same port (SO_REUSEPORT) and requests go to either.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddListeningPort(impl_->address, grpc::InsecureServerCredentials(), &impl_->port);
+  builder.RegisterService(&impl_->prediction_service);
+  builder.RegisterService(&impl_->model_service);
+  impl_->server = builder.BuildAndStart();
+  if (!impl_->server || impl_->port == 0) {
+    impl_->server.reset();
+    impl_->port = 0;
+    throw Error("gRPC server could not listen on " + impl_->address + " (address in use or invalid?)");
+  }
+}
+
+void GrpcServer::shutdown(std::chrono::milliseconds grace) {
+  if (!impl_->server || impl_->stopped) return;
+  impl_->stopped = true;
+  impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
+  impl_->server->Wait();
+}
+
+int GrpcServer::port() const { return impl_->port; }
+
+}  // namespace halfserve

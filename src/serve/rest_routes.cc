@@ -1,0 +1,83 @@
+#include "serve/rest_routes.h"
+
+#include <charconv>
+
+namespace halfserve::rest {
+
+namespace {
+
+constexpr std::string_view kModelsPrefix = "/v1/models/";
+
+bool consume(std::string_view& text, std::string_view prefix) {
+  if (text.substr(0, prefix.size()) != prefix) return false;
+  text.remove_prefix(prefix.size());
+  return true;
+}
+
+// A path segment as TF Serving's route regex takes names and labels: [^/:]+.
+std::string_view take_segment(std::string_view& text) {
+  const size_t end = text.find_first_of("/:");
+  const std::string_view segment = text.substr(0, end);
+  text.remove_prefix(segment.size());
+  return segment;
+}
+
+bool all_digits(std::string_view text) {
+  if (text.empty()) return false;
+  for (const char c : text)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+// What follows NAME[/versions/V|/labels/L]: nothing (status), "/metadata", or ":VERB".
+bool parse_tail(std::string_view tail, Route& route) {
+  if (tail.empty()) {
+    route.kind = RouteKind::model_status;
+    return true;
+  }
+  if (tail == "/metadata") {
+    route.kind = RouteKind::model_metadata;
+    return true;
+  }
+  if (consume(tail, ":") && !tail.empty() && tail.find_first_of("/:") == std::string_view::npos) {
+    route.kind = RouteKind::model_verb;
+    route.verb = std::string(tail);
+    return true;
+  }
+  return false;
+}
+
+Route parse_model_route(std::string_view rest) {
+  Route route;
+  const std::string_view name = take_segment(rest);
+  if (name.empty()) return {};
+  route.model = std::string(name);
+  if (consume(rest, "/versions/")) {
+    const std::string_view digits = take_segment(rest);
+    if (!all_digits(digits)) return {};
+    int64_t version = 0;
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), version);
+    if (error != std::errc() || end != digits.data() + digits.size()) route.version_too_large = true;
+    else route.version = version;
+  } else if (consume(rest, "/labels/")) {
+    const std::string_view label = take_segment(rest);
+    if (label.empty()) return {};
+    route.label = std::string(label);
+  }
+  if (!parse_tail(rest, route)) return {};
+  return route;
+}
+
+}  // namespace
+
+Route parse_route(std::string_view path) {
+  if (path == "/healthz") return {RouteKind::liveness};
+  if (path == "/readyz") return {RouteKind::readiness};
+  if (path == "/monitoring/prometheus/metrics") return {RouteKind::metrics};
+  if (consume(path, kModelsPrefix)) return parse_model_route(path);
+  return {};
+}
+
+std::string_view route_method(RouteKind kind) { return kind == RouteKind::model_verb ? "POST" : "GET"; }
+
+}  // namespace halfserve::rest

@@ -1,0 +1,210 @@
+// The serving core without its front ends: config files, the batch scheduler and the model manager.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <future>
+#include <random>
+#include <thread>
+
+#include "halfserve/serve/batch_scheduler.h"
+#include "halfserve/serve/metrics.h"
+#include "halfserve/serve/model_manager.h"
+#include "halfserve/serve/server_config.h"
+#include "test_support.h"
+
+namespace halfserve {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::Contains;
+
+TEST(ServerConfigTest, ReadsTfServingModelConfigAndBatchingFiles) {
+  testing::TempDir dir;
+  std::ofstream(dir / "models.config") << R"(
+model_config_list {
+  config {
+    name: "punctuation"
+    base_path: "/models/punctuation"
+    model_platform: "tensorflow"
+    model_version_policy { specific { versions: 2 versions: 3 } }
+    version_labels { key: "stable" value: 2 }
+    version_labels { key: "canary" value: 3 }
+    logging_config { }
+  }
+  config { name: "other" base_path: "/models/other" model_version_policy { latest { num_versions: 2 } } }
+  config { name: "all" base_path: "/models/all" model_version_policy { all { } } }
+}
+)";
+  const auto models = read_model_config_file((dir / "models.config").string());
+  ASSERT_EQ(models.size(), 3u);
+  EXPECT_EQ(models[0].name, "punctuation");
+  EXPECT_EQ(models[0].policy.kind, VersionPolicy::Kind::specific);
+  EXPECT_EQ(models[0].policy.versions, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(models[0].version_labels.at("canary"), 3);
+  EXPECT_EQ(models[1].policy.kind, VersionPolicy::Kind::latest);
+  EXPECT_EQ(models[1].policy.latest_count, 2);
+  EXPECT_EQ(models[2].policy.kind, VersionPolicy::Kind::all);
+
+  std::ofstream(dir / "batching.config") << "max_batch_size { value: 16 }\nbatch_timeout_micros { value: 5000 }\n"
+                                            "max_enqueued_batches { value: 8 }\nnum_batch_threads { value: 2 }\n"
+                                            "pad_variable_length_inputs: true\n";
+  const BatchingOptions batching = read_batching_parameters_file((dir / "batching.config").string());
+  EXPECT_EQ(batching.max_batch_size, 16);
+  EXPECT_EQ(batching.batch_timeout_micros, 5000);
+  EXPECT_EQ(batching.max_enqueued_batches, 8);
+  EXPECT_EQ(batching.num_batch_threads, 2);
+
+  std::ofstream(dir / "bad.config") << "model_config_list {\n  config { name: \"x\" base_path: 12 }\n";
+  try {
+    read_model_config_file((dir / "bad.config").string());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_TRUE(Contains(e.what(), "bad.config"));
+    EXPECT_TRUE(Contains(e.what(), "line 2"));
+  }
+}
+
+InputBatch random_request(const BertConfig& config, int64_t rows, int64_t length, uint32_t seed) {
+  std::mt19937 random(seed);
+  InputBatch in;
+  in.batch = rows;
+  in.length = length;
+  for (int64_t i = 0; i < rows * length; ++i)
+    in.input_ids.push_back(static_cast<int32_t>(random() % static_cast<uint32_t>(config.vocab_size)));
+  if (seed % 2 == 0) {  // half the requests bring their own padding mask
+    in.attention_mask.assign(in.input_ids.size(), 1);
+    in.attention_mask.back() = 0;
+  }
+  return in;
+}
+
+TEST(BatchSchedulerTest, MixedLengthsBatchedGiveEachRequestItsOwnResult) {
+  const auto model = BertModel::from_model(testing::tiny_model(), {});
+  ServingMetrics metrics;
+  BatchingOptions batching;
+  batching.max_batch_size = 16;
+  batching.batch_timeout_micros = 20000;  // long enough for concurrent requests to meet
+  BatchScheduler scheduler(model, batching, true, "tiny", &metrics);
+  std::vector<InputBatch> requests;
+  for (uint32_t i = 0; i < 24; ++i) requests.push_back(random_request(model->config(), 1 + i % 3, 3 + (i * 7) % 40, i));
+  std::vector<std::future<OutputBatch>> results;
+  for (const auto& request : requests)
+    results.push_back(std::async(std::launch::async, [&] { return scheduler.run(request, {true, true, true, true}); }));
+  Workspace workspace;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const OutputBatch batched = results[i].get();
+    const OutputBatch alone = model->run(requests[i], {true, true, true, true}, workspace);
+    ASSERT_EQ(batched.logits.size(), alone.logits.size()) << i;
+    EXPECT_EQ(batched.label_ids, alone.label_ids) << i;
+    // Equal up to float rounding: softmax and GEMM sum in a different order over a longer padded row.
+    for (size_t k = 0; k < alone.logits.size(); ++k) ASSERT_NEAR(batched.logits[k], alone.logits[k], 1e-5) << i;
+    for (size_t k = 0; k < alone.last_hidden_state.size(); ++k)
+      ASSERT_NEAR(batched.last_hidden_state[k], alone.last_hidden_state[k], 1e-5) << i;
+  }
+  const std::string text = metrics.prometheus_text();
+  EXPECT_TRUE(Contains(text, ":halfserve:batch_size_bucket{model_name=\"tiny\""));
+  // Some model calls held several requests.
+  EXPECT_FALSE(Contains(text, ":halfserve:batch_size_count{model_name=\"tiny\"} 24"));
+}
+
+TEST(BatchSchedulerTest, FullQueueIsResourceExhaustedAndBadRequestsFailAlone) {
+  const auto model = BertModel::from_model(testing::tiny_model(), {});
+  BatchingOptions batching;
+  batching.max_batch_size = 1;
+  batching.max_enqueued_batches = 1;
+  BatchScheduler scheduler(model, batching, false, "tiny", nullptr);
+  const InputBatch request = random_request(model->config(), 1, 60, 1);
+  std::atomic<int> refused = 0, served = 0;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 32; ++i)
+    clients.emplace_back([&] {
+      try {
+        scheduler.run(request, {});
+        ++served;
+      } catch (const ServingError& e) {
+        if (e.code() == ServingCode::resource_exhausted) ++refused;
+      }
+    });
+  for (auto& client : clients) client.join();
+  EXPECT_GT(refused.load(), 0);
+  EXPECT_GT(served.load(), 0);
+  EXPECT_EQ(refused + served, 32);
+
+  InputBatch bad = request;
+  bad.input_ids[3] = 1 << 20;
+  EXPECT_THROW(scheduler.run(bad, {}), InvalidArgument);
+  EXPECT_NO_THROW(scheduler.run(request, {}));
+}
+
+class ModelManagerTest : public ::testing::Test {
+ protected:
+  void write_version(int64_t version, uint64_t seed) {
+    fs::create_directories(base_ / std::to_string(version));
+    save_frozen_model(testing::tiny_model(seed), (base_ / std::to_string(version) / "model.safetensors").string());
+  }
+  ModelManager manager(VersionPolicy policy = {}) {
+    ModelManagerOptions options;
+    options.poll_seconds = 0;
+    options.log = [this](const std::string& line) { log_ += line + "\n"; };
+    return ModelManager({{"tiny", base_.string(), policy, {{"stable", 1}}}}, options);
+  }
+  testing::TempDir dir_;
+  fs::path base_ = dir_ / "tiny";
+  std::string log_;
+};
+
+TEST_F(ModelManagerTest, ServesTheNewestVersionAndSwapsSafely) {
+  write_version(1, 1);
+  write_version(2, 2);
+  ModelManager models = manager();
+  EXPECT_FALSE(models.ready());
+  models.start();
+  EXPECT_TRUE(models.ready());
+  auto serving = models.find("tiny");
+  EXPECT_EQ(serving->version(), 2);
+  EXPECT_THROW(models.find("tiny", 1), ServingError);  // latest policy: only 2 is loaded
+  EXPECT_THROW(models.find("nope"), ServingError);
+  EXPECT_THROW(models.find("tiny", std::nullopt, "canary"), ServingError);
+
+  // A corrupt new version is reported and never replaces the serving one.
+  fs::create_directories(base_ / "3");
+  std::ofstream(base_ / "3" / "model.safetensors") << "not a model";
+  models.poll();
+  EXPECT_EQ(models.find("tiny")->version(), 2);
+  const auto statuses = models.status("tiny");
+  ASSERT_FALSE(statuses.empty());
+  EXPECT_EQ(statuses.front().version, 3);
+  EXPECT_EQ(statuses.front().state, VersionState::end);
+  EXPECT_TRUE(Contains(statuses.front().error_message, "failed to load"));
+  EXPECT_EQ(models.status("tiny", 2).front().state, VersionState::available);
+
+  // A good version 4 takes over; a request holding version 2 still finishes on it.
+  write_version(4, 4);
+  models.poll();
+  EXPECT_EQ(models.find("tiny")->version(), 4);
+  EXPECT_EQ(models.status("tiny", 2).front().state, VersionState::end);
+  InputBatch in;
+  in.batch = 1;
+  in.length = 3;
+  in.input_ids = {1, 2, 3};
+  EXPECT_EQ(serving->run(in, {}).label_ids.size(), 3u);
+  EXPECT_TRUE(Contains(log_, "version 4: available"));
+}
+
+TEST_F(ModelManagerTest, SpecificPolicyAndLabels) {
+  write_version(1, 1);
+  write_version(2, 2);
+  VersionPolicy policy;
+  policy.kind = VersionPolicy::Kind::specific;
+  policy.versions = {1, 2};
+  ModelManager models = manager(policy);
+  models.start();
+  EXPECT_EQ(models.find("tiny", 1)->version(), 1);
+  EXPECT_EQ(models.find("tiny", std::nullopt, "stable")->version(), 1);
+  EXPECT_EQ(models.find("tiny")->version(), 2);
+  EXPECT_EQ(models.status("tiny").size(), 2u);
+  EXPECT_THROW(models.status("tiny", 7), ServingError);
+}
+
+}  // namespace
+}  // namespace halfserve
