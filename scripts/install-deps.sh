@@ -6,13 +6,13 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libdnnl-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
-  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libleveldb-dev libsnappy-dev libzip-dev
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libleveldb-dev libsnappy-dev libzip-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   python3-venv
 )
 # The tests also compare against real peers: PyTorch (Debian's) runs transformers' reference BERT.
 if [ "${1:-}" = "--test" ]; then
-  packages+=(python3-torch python3-numpy)
+  packages+=(python3-torch python3-numpy python3-requests curl)
 fi
 
 missing=()

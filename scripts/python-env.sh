@@ -4,6 +4,7 @@
 #   scripts/python-env.sh GROUP
 #     tf  tensorflow-cpu, in a plain venv (.venv/tf)
 #     hf  transformers, in a venv that also sees Debian's python3-torch and python3-numpy (.venv/hf)
+#     serving  the tf venv plus tensorflow-serving-api, TF Serving's own Python client (its pb2 and gRPC stubs)
 # Each group has its own venv so that one group's pins never fight another's (TensorFlow's numpy vs Debian's);
 # they live under $HALFSERVE_VENV (default .venv).
 # Exits 77 when the packages cannot be installed (no PyPI access), so callers can skip with a message.
@@ -14,6 +15,7 @@ venv_root=${HALFSERVE_VENV:-$PWD/.venv}
 declare -A packages=(
   [tf]="tensorflow-cpu>=2.15,<3"
   [hf]="transformers>=4.30,<4.45"
+  [serving]="tensorflow-serving-api (added to the tf venv, below)"
 )
 declare -A venv_flags=(
   [tf]=""
@@ -29,6 +31,38 @@ if [ -z "${packages[$group]+set}" ]; then
   echo "python-env: unknown group '$group' (groups: ${!packages[*]})" >&2
   exit 2
 fi
+
+# serving adds to the tf venv rather than building a second TensorFlow one. tensorflow-serving-api goes in with
+# --no-deps: its requirements name the full `tensorflow` package, which would be installed beside tensorflow-cpu.
+# Its stamp lives inside the venv, so rebuilding the tf venv also redoes this step.
+if [ "$group" = serving ]; then
+  python=$(bash scripts/python-env.sh tf) || exit $?
+  exec 9> "$venv_root/.lock-tf"
+  flock 9
+  stamp="$(dirname "$(dirname "$python")")/.installed-serving"
+  tf_version=$("$python" -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))')
+  major=${tf_version%%.*} minor=${tf_version#*.}
+  minor=${minor%%.*}
+  # The newest client not newer than the TensorFlow it runs on (its protos import TensorFlow's).
+  api_spec="tensorflow-serving-api>=2.15,<$major.$((minor + 1))"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$api_spec grpcio" ]; then
+    echo "python-env: installing $api_spec (--no-deps) and grpcio beside tensorflow-cpu $tf_version" >&2
+    if ! "$python" -m pip install -q --disable-pip-version-check --no-deps "$api_spec" >&2 ||
+       ! "$python" -m pip install -q --disable-pip-version-check grpcio >&2; then
+      echo "python-env: could not install $api_spec and grpcio (no PyPI access?)" >&2
+      exit 77
+    fi
+    if ! TF_CPP_MIN_LOG_LEVEL=2 "$python" -c "from tensorflow_serving.apis import prediction_service_pb2_grpc, predict_pb2, \
+get_model_status_pb2, get_model_metadata_pb2, model_service_pb2_grpc" >&2; then
+      echo "python-env: tensorflow-serving-api is installed but does not import beside tensorflow-cpu $tf_version" >&2
+      exit 1
+    fi
+    echo "$api_spec grpcio" > "$stamp"
+  fi
+  echo "$python"
+  exit 0
+fi
+
 spec=${packages[$group]}
 flags=${venv_flags[$group]}
 venv=$venv_root/$group

@@ -550,7 +550,8 @@ TEST_F(GrpcServerTest, UndeclaredTfServingMethodsAreUnimplemented) {
                              "/tensorflow.serving.ModelService/HandleReloadConfigRequest"}) {
     SCOPED_TRACE(method);
     grpc::ClientContext context;
-    grpc::ByteBuffer request, response;
+    grpc::Slice empty_message("");  // the bytes of an empty request message
+    grpc::ByteBuffer request(&empty_message, 1), response;
     std::promise<grpc::Status> done;
     stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
                    [&](grpc::Status status) { done.set_value(std::move(status)); });
@@ -606,6 +607,18 @@ TEST_F(GrpcServerTest, RefusesMessagesOverTheLimit) {
   tfs::PredictResponse response;
   grpc::ClientContext context;
   EXPECT_EQ(stub->Predict(&context, request, &response).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  // A small request whose reply is over the limit: refused with a message saying so.
+  tfs::PredictRequest short_request;
+  short_request.mutable_model_spec()->set_name("tiny");
+  (*short_request.mutable_inputs())["input_ids"] =
+      int_tensor(tensorflow::DT_INT32, 2, 32, std::vector<int64_t>(64, 5), Encoding::content);
+  short_request.add_output_filter("probabilities");
+  short_request.add_output_filter("last_hidden_state");
+  ASSERT_LT(short_request.ByteSizeLong(), 1024u);
+  grpc::ClientContext short_context;
+  expect_error(stub->Predict(&short_context, short_request, &response), grpc::StatusCode::RESOURCE_EXHAUSTED,
+               {"reply of", "1024"});
   small.shutdown(std::chrono::milliseconds(100));
   small.shutdown(std::chrono::milliseconds(100));  // idempotent
 }
@@ -617,6 +630,20 @@ TEST_F(GrpcServerTest, StartThrowsWhenThePortIsTaken) {
   EXPECT_EQ(second.port(), 0);
   GrpcServer malformed(*fixture_->models, fixture_->metrics, "no-such-host.invalid:99999", kMaxMessageBytes);
   EXPECT_THROW(malformed.start(), Error);
+}
+
+TEST_F(GrpcServerTest, RefusesAThreadCapThePollersWouldFill) {
+  // gRPC aborts the process when the cap cannot hold its polling threads; the constructor refuses first.
+  EXPECT_THROW(GrpcServer(*fixture_->models, fixture_->metrics, "127.0.0.1:0", kMaxMessageBytes, 4), Error);
+  GrpcServer smallest(*fixture_->models, fixture_->metrics, "127.0.0.1:0", kMaxMessageBytes, 9);
+  smallest.start();
+  auto stub = tfs::PredictionService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(smallest.port()), grpc::InsecureChannelCredentials()));
+  tfs::PredictResponse response;
+  grpc::ClientContext context;
+  const grpc::Status status = stub->Predict(&context, predict_request(tensorflow::DT_INT32, Encoding::typed), &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  smallest.shutdown(std::chrono::milliseconds(100));
 }
 
 }  // namespace

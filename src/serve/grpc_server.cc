@@ -20,9 +20,10 @@ namespace {
 
 namespace tfs = tensorflow::serving;
 
-// Enough threads to keep every model's batch workers fed from many clients, few enough that a flood of clients
-// queues in gRPC instead of exhausting the process.
-constexpr int kMaxServerThreads = 64;
+// Each completion queue keeps one or two polling threads, counted against the thread cap; gRPC's default of one
+// queue per core would take the whole cap on a large machine (and abort when it cannot start them all).
+constexpr int kCompletionQueues = 4;
+constexpr int kMaxPollers = 2;
 constexpr std::string_view kDefaultSignature = "serving_default";
 constexpr std::string_view kSignatureDefField = "signature_def";
 
@@ -70,7 +71,8 @@ std::vector<std::string> output_filter(const tfs::PredictRequest& request) {
   return names;
 }
 
-void predict(ModelManager& models, const tfs::PredictRequest& request, tfs::PredictResponse& response) {
+void predict(ModelManager& models, size_t max_message_bytes, const tfs::PredictRequest& request,
+             tfs::PredictResponse& response) {
   if (!request.has_model_spec()) throw invalid_argument("Missing ModelSpec");
   const auto served = find_version(models, request.model_spec());
   const Signature& signature = find_signature(*served, request.model_spec().signature_name());
@@ -83,6 +85,11 @@ void predict(ModelManager& models, const tfs::PredictRequest& request, tfs::Pred
     write_output_tensor(outputs, role, num_labels, metadata.config.hidden_size, (*response.mutable_outputs())[name]);
   set_model_spec(*served, *response.mutable_model_spec());
   response.mutable_model_spec()->set_signature_name(signature.name);
+  // gRPC would refuse to send it with a bare RESOURCE_EXHAUSTED after the call counted as OK; say why instead.
+  if (response.ByteSizeLong() > max_message_bytes)
+    throw ServingError(ServingCode::resource_exhausted,
+                       "reply of " + std::to_string(response.ByteSizeLong()) + " bytes exceeds the message limit of " +
+                           std::to_string(max_message_bytes) + " bytes (send fewer rows, or use output_filter)");
 }
 
 // TF Serving's checks, with its messages.
@@ -161,10 +168,12 @@ class CallRecorder {
 
 class PredictionService final : public tfs::PredictionService::Service {
  public:
-  PredictionService(ModelManager& models, ServingMetrics& metrics) : models_(models), recorder_(models, metrics) {}
+  PredictionService(ModelManager& models, ServingMetrics& metrics, size_t max_message_bytes)
+      : models_(models), max_message_bytes_(max_message_bytes), recorder_(models, metrics) {}
 
   grpc::Status Predict(grpc::ServerContext*, const tfs::PredictRequest* request, tfs::PredictResponse* response) override {
-    return recorder_.run(request->model_spec().name(), "predict", [&] { predict(models_, *request, *response); });
+    return recorder_.run(request->model_spec().name(), "predict",
+                         [&] { predict(models_, max_message_bytes_, *request, *response); });
   }
 
   grpc::Status GetModelMetadata(grpc::ServerContext*, const tfs::GetModelMetadataRequest* request,
@@ -175,6 +184,7 @@ class PredictionService final : public tfs::PredictionService::Service {
 
  private:
   ModelManager& models_;
+  size_t max_message_bytes_;
   CallRecorder recorder_;
 };
 
@@ -200,14 +210,16 @@ int message_limit(size_t max_message_bytes) {
 }  // namespace
 
 struct GrpcServer::Impl {
-  Impl(ModelManager& models, ServingMetrics& metrics, std::string address, size_t max_message_bytes)
+  Impl(ModelManager& models, ServingMetrics& metrics, std::string address, size_t max_message_bytes, int max_threads)
       : address(std::move(address)),
         max_message_bytes(max_message_bytes),
-        prediction_service(models, metrics),
+        max_threads(max_threads),
+        prediction_service(models, metrics, max_message_bytes),
         model_service(models, metrics) {}
 
   std::string address;
   size_t max_message_bytes;
+  int max_threads;
   PredictionService prediction_service;
   ModelService model_service;
   std::unique_ptr<grpc::Server> server;
@@ -216,8 +228,14 @@ struct GrpcServer::Impl {
 };
 
 GrpcServer::GrpcServer(ModelManager& models, ServingMetrics& metrics, const std::string& address,
-                       size_t max_message_bytes)
-    : impl_(std::make_unique<Impl>(models, metrics, address, max_message_bytes)) {}
+                       size_t max_message_bytes, int max_threads)
+    : impl_(std::make_unique<Impl>(models, metrics, address, max_message_bytes, max_threads)) {
+  // The pollers alone take up to this many; below it no call would ever get a thread.
+  const int minimum = kCompletionQueues * kMaxPollers + 1;
+  if (max_threads < minimum)
+    throw Error("gRPC server: max_threads " + std::to_string(max_threads) + " is below the minimum of " +
+                std::to_string(minimum));
+}
 
 GrpcServer::~GrpcServer() { shutdown(std::chrono::milliseconds(0)); }
 
@@ -225,8 +243,11 @@ void GrpcServer::start() {
   if (impl_->server) throw Error("gRPC server on " + impl_->address + " is already started");
   grpc::ServerBuilder builder;
   grpc::ResourceQuota quota("halfserve_grpc");
-  quota.SetMaxThreads(kMaxServerThreads);
+  quota.SetMaxThreads(impl_->max_threads);
   builder.SetResourceQuota(quota);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, kCompletionQueues);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kMaxPollers);
   builder.SetMaxReceiveMessageSize(message_limit(impl_->max_message_bytes));
   builder.SetMaxSendMessageSize(message_limit(impl_->max_message_bytes));
   // Without this, gRPC lets a second server bind the same port (SO_REUSEPORT) and requests go to either.

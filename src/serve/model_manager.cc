@@ -41,7 +41,9 @@ std::set<int64_t> versions_on_disk(const std::string& base_path) {
   for (const auto& entry : fs::directory_iterator(base_path, error)) {
     if (!entry.is_directory(error)) continue;
     const std::string name = entry.path().filename().string();
-    if (name.empty() || name.size() > 18 || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    if (name.empty() || name.size() > 18 ||
+        !std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
     versions.insert(std::stoll(name));
   }
   return versions;

@@ -36,7 +36,8 @@ ordered_json signature_def(const Signature& signature, const ModelMetadata& meta
 
 std::string_view input_dtype_name(InputRole) { return "DT_INT32"; }
 
-std::string_view output_dtype_name(OutputRole role) { return role == OutputRole::label_ids ? "DT_INT32" : "DT_FLOAT"; }
+// Label ids are DT_INT64, as tf.argmax gives them in the TF graphs clients know (and as the gRPC metadata says).
+std::string_view output_dtype_name(OutputRole role) { return role == OutputRole::label_ids ? "DT_INT64" : "DT_FLOAT"; }
 
 std::vector<int64_t> output_dims(OutputRole role, const ModelMetadata& metadata) {
   switch (role) {

@@ -17,9 +17,9 @@ std::string model_status_json(const std::vector<VersionStatus>& statuses);
 // {"model_spec":{"name","signature_name":"","version"},"metadata":{"signature_def":{"signature_def":{...}}}}
 std::string model_metadata_json(const std::string& model_name, int64_t version, const ModelMetadata& metadata);
 
-// The TensorFlow dtype and shape a signature tensor has on the wire (shared with the gRPC metadata).
+// The TensorFlow dtype and shape of a signature tensor, as the gRPC metadata (tensor_proto_io.cc) also gives them.
 std::string_view input_dtype_name(InputRole role);    // "DT_INT32"
-std::string_view output_dtype_name(OutputRole role);  // "DT_FLOAT" or "DT_INT32"
+std::string_view output_dtype_name(OutputRole role);  // "DT_FLOAT", or "DT_INT64" for label ids
 // [-1, -1] for ids and label ids, [-1, -1, width] for logits, probabilities and hidden states.
 std::vector<int64_t> output_dims(OutputRole role, const ModelMetadata& metadata);
 

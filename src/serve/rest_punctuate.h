@@ -17,7 +17,7 @@
 namespace halfserve::rest {
 
 // Throws ServingError (FAILED_PRECONDITION for a model without a vocabulary or head) or InvalidArgument (malformed
-// request, invalid UTF-8, bad window or stride).
+// request, invalid UTF-8, bad window or stride, more than 1 MiB of text).
 std::string punctuate_json(std::string_view body, const ModelMetadata& metadata,
                            std::shared_ptr<const BertTokenizer> tokenizer, const ModelRunner& run);
 

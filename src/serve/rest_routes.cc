@@ -71,11 +71,12 @@ Route parse_model_route(std::string_view rest) {
 }  // namespace
 
 Route parse_route(std::string_view path) {
-  if (path == "/healthz") return {RouteKind::liveness};
-  if (path == "/readyz") return {RouteKind::readiness};
-  if (path == "/monitoring/prometheus/metrics") return {RouteKind::metrics};
   if (consume(path, kModelsPrefix)) return parse_model_route(path);
-  return {};
+  Route route;
+  if (path == "/healthz") route.kind = RouteKind::liveness;
+  else if (path == "/readyz") route.kind = RouteKind::readiness;
+  else if (path == "/monitoring/prometheus/metrics") route.kind = RouteKind::metrics;
+  return route;
 }
 
 std::string_view route_method(RouteKind kind) { return kind == RouteKind::model_verb ? "POST" : "GET"; }

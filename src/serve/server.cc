@@ -1,5 +1,7 @@
 #include "halfserve/serve/server.h"
 
+#include <thread>
+
 #include "halfserve/serve/grpc_server.h"
 #include "halfserve/serve/rest_server.h"
 
@@ -32,7 +34,9 @@ void Server::start() {
 
 void Server::shutdown(std::chrono::milliseconds grace) {
   if (rest_) {
+    // Readiness goes false first, and load balancers get a moment to notice before the port closes.
     rest_->set_draining(true);
+    std::this_thread::sleep_for(std::min(grace, options_.readiness_grace));
     rest_->stop();
     rest_.reset();
   }

@@ -16,5 +16,6 @@ void add_bench_command(CLI::App& app, Action& run);
 void add_tokenize_command(CLI::App& app, Action& run);
 void add_punctuate_command(CLI::App& app, Action& run);
 void add_eval_command(CLI::App& app, Action& run);
+void add_serve_command(CLI::App& app, Action& run);
 
 }  // namespace halfserve::cli

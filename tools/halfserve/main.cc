@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   halfserve::cli::add_tokenize_command(app, run);
   halfserve::cli::add_punctuate_command(app, run);
   halfserve::cli::add_eval_command(app, run);
+  halfserve::cli::add_serve_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

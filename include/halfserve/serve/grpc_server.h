@@ -12,13 +12,21 @@ class ServingMetrics;
 
 // TF Serving's gRPC API (package tensorflow.serving), wire compatible with its clients:
 //   PredictionService/Predict, PredictionService/GetModelMetadata, ModelService/GetModelStatus.
-// Other TF Serving methods answer UNIMPLEMENTED. Calls run on gRPC's sync server with a bounded thread pool, so
-// a flood of clients queues instead of spawning threads without limit.
+// Other TF Serving methods answer UNIMPLEMENTED.
+//
+// Calls run on gRPC's sync server, one thread per call until it returns (a Predict blocks while its batch runs).
+// Threads are capped, as TF Serving's --grpc_max_threads caps them: calls beyond the cap fail at once with
+// RESOURCE_EXHAUSTED ("Server Threadpool Exhausted") rather than spawning threads, and holding requests in
+// memory, without limit.
 class GrpcServer {
  public:
+  static constexpr int kDefaultMaxThreads = 256;
+
   // `address` is "host:port" ("0.0.0.0:8500"; port 0 picks a free one). `max_message_bytes` bounds both the
-  // requests accepted and the replies sent.
-  GrpcServer(ModelManager& models, ServingMetrics& metrics, const std::string& address, size_t max_message_bytes);
+  // requests accepted and the replies sent. `max_threads` counts gRPC's polling threads too (up to 8); throws
+  // Error below 9.
+  GrpcServer(ModelManager& models, ServingMetrics& metrics, const std::string& address, size_t max_message_bytes,
+             int max_threads = kDefaultMaxThreads);
   ~GrpcServer();  // shuts down at once if still running
   GrpcServer(const GrpcServer&) = delete;
   GrpcServer& operator=(const GrpcServer&) = delete;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -23,6 +24,8 @@ struct ServerOptions {
   std::string rest_host = "0.0.0.0";
   size_t max_request_bytes = 64 << 20;
   std::function<void(const std::string&)> access_log;
+  // On shutdown, how long readiness reports "draining" before the ports close (capped by the grace period).
+  std::chrono::milliseconds readiness_grace{1000};
 };
 
 // `halfserve serve` as a library object: the model manager, its metrics, and the REST and gRPC front ends.
