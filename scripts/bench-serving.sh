@@ -48,9 +48,8 @@ wrk_median_ms() {  # wrk_median_ms CONNECTIONS THREADS LUA -> "median_ms request
 
 echo "## Serving overhead ($precision, length $length, $(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores)"
 echo
-inproc=$("$halfserve" bench --model out/default-fp32.safetensors --precisions "$precision" --lengths $length --batches 1,32 2>/dev/null |
-  awk -F'|' '/frozen, len/ {print $3, $4}' | tr -d 'ms ' | tr '\n' ' ')
-read -r in1 in32 <<< "$(echo "$inproc" | sed 's/  */ /g')"
+read -r in1 in32 <<< "$("$halfserve" bench --model out/default-fp32.safetensors --precisions "$precision" --lengths $length \
+  --batches 1,32 2>/dev/null | awk -F'|' '/frozen, len/ {gsub(/[ ms]/, "", $3); gsub(/[ ms]/, "", $4); print $3, $4}')"
 start_server
 read -r rest1 _ _ <<< "$(wrk_median_ms 1 1 "$work/batch1.lua")"
 read -r rest32 _ _ <<< "$(wrk_median_ms 1 1 "$work/batch32.lua")"
