@@ -4,8 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <iomanip>
-#include <sstream>
 #include <thread>
 
 #include "halfserve/convert/precision_cast.h"
@@ -15,29 +13,54 @@ namespace halfserve {
 
 namespace {
 
-InputBatch random_batch(int64_t batch, int64_t length, int64_t vocab_size, uint64_t seed) {
+// A tiny LCG: the same ids on every machine, and cheap to reproduce in the Python peers if ever needed.
+class Ids {
+ public:
+  explicit Ids(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    state_ = state_ * 6364136223846793005ull + 1442695040888963407ull;
+    return state_ >> 33;
+  }
+
+ private:
+  uint64_t state_;
+};
+
+InputBatch random_batch(int64_t batch, int64_t length, int64_t vocab_size, bool ragged, uint64_t seed) {
   InputBatch in;
   in.batch = batch;
   in.length = length;
   in.input_ids.resize(static_cast<size_t>(batch * length));
-  uint64_t state = seed;
-  for (auto& id : in.input_ids) {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    id = static_cast<int32_t>((state >> 33) % static_cast<uint64_t>(vocab_size));
+  in.attention_mask.assign(in.input_ids.size(), 1);
+  Ids ids(seed);
+  // Ids from 100 up: clear of the special tokens at the start of BERT vocabularies.
+  const uint64_t span = static_cast<uint64_t>(std::max<int64_t>(1, vocab_size - 100));
+  for (auto& id : in.input_ids) id = static_cast<int32_t>(std::min<int64_t>(100, vocab_size - 1) + static_cast<int64_t>(ids.next() % span));
+  if (ragged) {
+    const int64_t shortest = std::max<int64_t>(1, (length + 3) / 4);
+    for (int64_t r = 0; r < batch; ++r) {
+      const int64_t real = shortest + static_cast<int64_t>(ids.next() % static_cast<uint64_t>(length - shortest + 1));
+      for (int64_t t = real; t < length; ++t) {
+        in.attention_mask[static_cast<size_t>(r * length + t)] = 0;
+        in.input_ids[static_cast<size_t>(r * length + t)] = 0;
+      }
+    }
   }
   return in;
 }
 
-std::string format_ms(double ms) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(ms < 10 ? 2 : 1) << ms << "ms";
-  return out.str();
+int64_t real_tokens(const InputBatch& in) {
+  int64_t count = 0;
+  for (const int32_t m : in.attention_mask) count += m;
+  return in.attention_mask.empty() ? in.batch * in.length : count;
 }
 
-std::string format_mb(uint64_t bytes) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(1) << static_cast<double>(bytes) / 1e6 << " MB";
-  return out.str();
+uint64_t status_field_kb(const char* field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind(field, 0) == 0) return std::stoull(line.substr(line.find(':') + 1));
+  return 0;
 }
 
 }  // namespace
@@ -68,107 +91,100 @@ std::string describe_machine() {
   return model + ", " + std::to_string(std::thread::hardware_concurrency()) + " cores";
 }
 
-const LatencyCell* LatencyGridResult::find(Precision precision, int64_t length, int64_t batch) const {
+uint64_t peak_rss_bytes() { return status_field_kb("VmHWM:") * 1024; }
+
+void reset_peak_rss() {
+  std::ofstream clear("/proc/self/clear_refs");
+  clear << "5";  // resets VmHWM to the current RSS (Linux >= 4.0); harmless where unsupported
+}
+
+const LatencyCell* GridSeries::find(int64_t length, int64_t batch) const {
   for (const auto& cell : cells)
-    if (cell.precision == precision && cell.length == length && cell.batch == batch) return &cell;
+    if (cell.length == length && cell.batch == batch) return &cell;
   return nullptr;
 }
 
-LatencyGridResult run_latency_grid(const FrozenModel& model, const LatencyGridOptions& options) {
-  using clock = std::chrono::steady_clock;
-  LatencyGridResult result;
-  result.machine = describe_machine();
-  for (const Precision precision : options.precisions) {
-    FrozenModel converted = cast_model(model, {precision, false});
-    result.file_sizes[precision] = frozen_model_file_size(converted);
-    EngineOptions engine_options = options.engine;
-    engine_options.precision = precision;
-    const auto engine = BertModel::from_model(std::move(converted), engine_options);
-    result.descriptions[precision] = engine->describe();
-    Workspace workspace;
-    const OutputSelection outputs{true, true, false};
-    for (const int64_t length : options.lengths) {
-      for (const int64_t batch : options.batches) {
-        const InputBatch in = random_batch(batch, length, engine->config().vocab_size, options.seed + static_cast<uint64_t>(batch * 1000 + length));
-        LatencyCell cell{precision, length, batch, {}, 0, 0};
-        engine->run(in, outputs, workspace);  // warm-up: primitive creation, first-touch of buffers
-        double spent = 0;
-        while (static_cast<int>(cell.samples_ms.size()) < options.max_repetitions &&
-               (static_cast<int>(cell.samples_ms.size()) < options.min_repetitions || spent < options.seconds_per_cell)) {
-          const auto start = clock::now();
-          engine->run(in, outputs, workspace);
-          const double seconds = std::chrono::duration<double>(clock::now() - start).count();
-          cell.samples_ms.push_back(seconds * 1e3);
-          spent += seconds;
-        }
-        cell.median_ms = median(cell.samples_ms);
-        cell.p90_ms = percentile(cell.samples_ms, 0.9);
-        if (options.progress)
-          options.progress(std::string(precision_name(precision)) + " len " + std::to_string(length) + " batch " +
-                           std::to_string(batch) + ": median " + format_ms(cell.median_ms) + " over " +
-                           std::to_string(cell.samples_ms.size()) + " runs");
-        result.cells.push_back(std::move(cell));
-      }
-    }
+GridInputs make_grid_inputs(const GridOptions& options, int64_t vocab_size, int64_t max_positions) {
+  GridInputs inputs;
+  for (const int64_t length : options.lengths) {
+    if (length > max_positions)
+      throw InvalidArgument("length " + std::to_string(length) + " exceeds the model's " + std::to_string(max_positions) +
+                            " positions");
+    for (const int64_t batch : options.batches)
+      inputs.cells.push_back(random_batch(batch, length, vocab_size, options.ragged,
+                                          options.seed + static_cast<uint64_t>(batch * 1000 + length)));
   }
-  return result;
+  // Four rows of different real lengths: the check covers padding too.
+  const int64_t check_length = std::min<int64_t>(32, max_positions);
+  inputs.check = random_batch(4, check_length, vocab_size, false, options.seed * 31 + 5);
+  for (int64_t r = 1; r < 4; ++r)
+    for (int64_t t = check_length - r * check_length / 4; t < check_length; ++t) {
+      inputs.check.attention_mask[static_cast<size_t>(r * check_length + t)] = 0;
+      inputs.check.input_ids[static_cast<size_t>(r * check_length + t)] = 0;
+    }
+  return inputs;
 }
 
-std::string format_latency_table(const LatencyGridResult& result, const LatencyGridOptions& options) {
-  std::ostringstream out;
-  out << "| model \\ batch |";
-  for (const int64_t batch : options.batches) out << " " << batch << " |";
-  out << "\n|---|";
-  for (size_t i = 0; i < options.batches.size(); ++i) out << "---|";
-  out << "\n";
-  for (const Precision precision : options.precisions) {
-    for (const int64_t length : options.lengths) {
-      out << "| " << precision_name(precision) << " frozen, len " << length << " |";
-      for (const int64_t batch : options.batches) {
-        const LatencyCell* cell = result.find(precision, length, batch);
-        out << " " << (cell != nullptr ? format_ms(cell->median_ms) : "-") << " |";
-      }
-      out << "\n";
-    }
+std::vector<double> time_repeatedly(const std::function<void()>& run_once, const GridOptions& options) {
+  using clock = std::chrono::steady_clock;
+  run_once();  // warm-up: primitive creation, first touch of buffers
+  std::vector<double> samples;
+  double spent = 0;
+  while (static_cast<int>(samples.size()) < options.max_repetitions &&
+         (static_cast<int>(samples.size()) < options.min_repetitions || spent < options.seconds_per_cell)) {
+    const auto start = clock::now();
+    run_once();
+    const double seconds = std::chrono::duration<double>(clock::now() - start).count();
+    samples.push_back(seconds * 1e3);
+    spent += seconds;
   }
-  out << "\nMedian milliseconds per batch. Machine: " << result.machine << ".\n";
-  const auto fp32_size = result.file_sizes.find(Precision::fp32);
-  out << "File sizes:";
-  for (const auto& [precision, bytes] : result.file_sizes) {
-    out << " " << precision_name(precision) << " " << format_mb(bytes);
-    if (fp32_size != result.file_sizes.end() && precision != Precision::fp32)
-      out << " (" << std::fixed << std::setprecision(1) << 100.0 * static_cast<double>(bytes) / static_cast<double>(fp32_size->second)
-          << " % of fp32)";
-    out << ";";
-  }
-  out << "\n";
-  for (const auto& [precision, description] : result.descriptions)
-    out << "- " << description << "\n";
+  return samples;
+}
 
-  if (result.file_sizes.count(Precision::fp32)) {
-    for (const Precision precision : options.precisions) {
-      if (precision == Precision::fp32) continue;
-      out << "\nSpeed-up of " << precision_name(precision) << " over fp32 (fp32 median / " << precision_name(precision)
-          << " median):\n\n| length \\ batch |";
-      for (const int64_t batch : options.batches) out << " " << batch << " |";
-      out << "\n|---|";
-      for (size_t i = 0; i < options.batches.size(); ++i) out << "---|";
-      out << "\n";
-      for (const int64_t length : options.lengths) {
-        out << "| len " << length << " |";
-        for (const int64_t batch : options.batches) {
-          const LatencyCell* base = result.find(Precision::fp32, length, batch);
-          const LatencyCell* cell = result.find(precision, length, batch);
-          if (base && cell && cell->median_ms > 0)
-            out << " " << std::fixed << std::setprecision(2) << base->median_ms / cell->median_ms << "x |";
-          else
-            out << " - |";
-        }
-        out << "\n";
-      }
-    }
+LatencyCell summarize_cell(const InputBatch& inputs, std::vector<double> samples_ms) {
+  LatencyCell cell{inputs.length, inputs.batch, std::move(samples_ms), 0, 0, 0};
+  cell.median_ms = median(cell.samples_ms);
+  cell.p90_ms = percentile(cell.samples_ms, 0.9);
+  cell.tokens_per_second = cell.median_ms > 0 ? static_cast<double>(real_tokens(inputs)) / (cell.median_ms / 1e3) : 0;
+  return cell;
+}
+
+double label_agreement(const InputBatch& check, const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  int64_t compared = 0, same = 0;
+  for (size_t i = 0; i < check.attention_mask.size() && i < a.size() && i < b.size(); ++i) {
+    if (check.attention_mask[i] == 0) continue;
+    ++compared;
+    same += a[i] == b[i];
   }
-  return out.str();
+  return compared == 0 ? 0.0 : static_cast<double>(same) / static_cast<double>(compared);
+}
+
+GridSeries run_halfserve_series(const FrozenModel& model, Precision precision, const GridOptions& options,
+                                const GridInputs& inputs) {
+  GridSeries series;
+  series.precision = std::string(precision_name(precision));
+  FrozenModel converted = cast_model(model, {precision, false});
+  series.file_size = frozen_model_file_size(converted);
+  reset_peak_rss();
+  EngineOptions engine_options = options.engine;
+  engine_options.precision = precision;
+  const auto engine = BertModel::from_model(std::move(converted), engine_options);
+  series.description = engine->describe();
+  Workspace workspace;
+  const bool head = engine->metadata().has_head();
+  const OutputSelection outputs{head, head, !head, false};
+  if (head) series.check_labels = engine->run(inputs.check, {false, true, false, false}, workspace).label_ids;
+  for (const InputBatch& cell_inputs : inputs.cells) {
+    LatencyCell cell = summarize_cell(
+        cell_inputs, time_repeatedly([&] { engine->run(cell_inputs, outputs, workspace); }, options));
+    if (options.progress)
+      options.progress("halfserve " + series.precision + " len " + std::to_string(cell.length) + " batch " +
+                       std::to_string(cell.batch) + ": median " + std::to_string(cell.median_ms) + " ms over " +
+                       std::to_string(cell.samples_ms.size()) + " runs");
+    series.cells.push_back(std::move(cell));
+  }
+  series.peak_rss = peak_rss_bytes();
+  return series;
 }
 
 }  // namespace halfserve

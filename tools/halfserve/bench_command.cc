@@ -1,45 +1,83 @@
+#include <fstream>
+#include <thread>
 #include <iostream>
 
 #include "cli_options.h"
 #include "commands.h"
-#include "halfserve/bench/latency_grid.h"
+#include "halfserve/bench/bench_report.h"
+#include "halfserve/util/error.h"
+#include "halfserve/util/mapped_file.h"
 
 namespace halfserve::cli {
 
+namespace {
+
+// Writes through a temporary file, so a plot or report is never left half written.
+void write_text_file(const std::string& path, const std::string& text) {
+  AtomicFileWriter writer(path);
+  writer.write(text.data(), text.size());
+  writer.commit();
+}
+
+}  // namespace
+
 void add_bench_command(CLI::App& app, Action& run) {
-  auto* command = app.add_subcommand("bench", "Time the model on the seed's batch x length grid, in-process");
+  auto* command = app.add_subcommand(
+      "bench", "Time the model on the seed's batch x length grid, in-process, beside peers (torch, onnxruntime, openvino, "
+               "ctranslate2, tensorflow, gemm)");
   struct Flags {
     std::string model, precisions = "fp32,fp16,bf16", lengths = "64,128", batches = "1,8,16,32,64,128";
+    std::string format = "markdown", plot, output;
+    std::vector<std::string> peers;
     EngineFlags engine;
     double seconds_per_cell = 0.5;
     int min_repetitions = 3, max_repetitions = 200;
+    bool ragged = false;
   };
   auto flags = std::make_shared<Flags>();
   command->add_option("--model", flags->model, "Frozen .safetensors file")->required();
   command->add_option("--precisions", flags->precisions, "Comma-separated precisions to time");
   command->add_option("--lengths", flags->lengths, "Comma-separated sequence lengths");
   command->add_option("--batches", flags->batches, "Comma-separated batch sizes");
+  command->add_option("--peer", flags->peers, "Also time a peer on the same weights and inputs (repeatable or comma-separated): "
+                                              "gemm, torch, onnxruntime, openvino, ctranslate2, tensorflow")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"gemm", "torch", "onnxruntime", "openvino", "ctranslate2", "tensorflow"}));
+  command->add_flag("--ragged", flags->ragged, "Rows of random real length, uniform over 25-100 % of the length");
+  command->add_option("--format", flags->format, "markdown, csv or json")->check(CLI::IsMember({"markdown", "csv", "json"}));
+  command->add_option("--plot", flags->plot, "Write an SVG chart of latency against batch to this file");
+  command->add_option("--output", flags->output, "Write the report to this file instead of stdout");
   command->add_option("--seconds-per-cell", flags->seconds_per_cell, "Minimum timing per cell")->check(CLI::NonNegativeNumber);
   command->add_option("--min-reps", flags->min_repetitions, "Minimum timed runs per cell")->check(CLI::PositiveNumber);
   command->add_option("--max-reps", flags->max_repetitions, "Maximum timed runs per cell")->check(CLI::PositiveNumber);
   command->add_option("--device", flags->engine.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  command->add_option("--threads", flags->engine.threads, "Intra-op threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  command->add_option("--threads", flags->engine.threads, "Intra-op threads for halfserve and every peer (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
   command->callback([flags, &run] {
-    LatencyGridOptions options;
+    BenchOptions options;
     options.precisions = parse_precision_list(flags->precisions, "--precisions");
-    options.lengths = parse_positive_list(flags->lengths, "--lengths");
-    options.batches = parse_positive_list(flags->batches, "--batches");
-    options.seconds_per_cell = flags->seconds_per_cell;
-    options.min_repetitions = flags->min_repetitions;
-    options.max_repetitions = std::max(flags->max_repetitions, flags->min_repetitions);
+    options.grid.lengths = parse_positive_list(flags->lengths, "--lengths");
+    options.grid.batches = parse_positive_list(flags->batches, "--batches");
+    options.grid.seconds_per_cell = flags->seconds_per_cell;
+    options.grid.min_repetitions = flags->min_repetitions;
+    options.grid.max_repetitions = std::max(flags->max_repetitions, flags->min_repetitions);
+    options.grid.ragged = flags->ragged;
+    options.peers = flags->peers;
     run = [flags, options]() mutable {
-      options.engine = flags->engine.options();
-      options.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
+      options.grid.engine = flags->engine.options();
+      if (options.grid.engine.threads == 0) options.grid.engine.threads = static_cast<int>(std::thread::hardware_concurrency());
+      options.grid.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
       const FrozenModel model = load_frozen_model(flags->model);
-      std::cerr << "bench: " << flags->model << ", " << options.precisions.size() << " precisions x "
-                << options.lengths.size() << " lengths x " << options.batches.size() << " batches\n";
-      const LatencyGridResult result = run_latency_grid(model, options);
-      std::cout << format_latency_table(result, options);
+      std::cerr << "bench: " << flags->model << ", " << options.precisions.size() << " precisions x " << options.grid.lengths.size()
+                << " lengths x " << options.grid.batches.size() << " batches" << (options.peers.empty() ? "" : ", with peers") << "\n";
+      const BenchReport report = run_bench(model, flags->model, options);
+      const std::string text = flags->format == "csv" ? format_csv(report)
+                               : flags->format == "json" ? format_json(report)
+                                                         : format_markdown(report);
+      if (flags->output.empty()) std::cout << text;
+      else write_text_file(flags->output, text);
+      if (!flags->plot.empty()) write_text_file(flags->plot, format_svg(report));
+      for (const auto& note : report.notes) std::cerr << "bench: " << note << "\n";
       return 0;
     };
   });

@@ -1,0 +1,201 @@
+#include "halfserve/bench/peers.h"
+
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <algorithm>
+#include <cstring>
+#include <fcntl.h>
+#include <random>
+
+#include "halfserve/engine/backend.h"
+#include "halfserve/util/error.h"
+#include "halfserve/util/mapped_file.h"
+
+extern char** environ;
+
+namespace halfserve {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Where the peers' scripts live: the source tree this binary was built from, or $HALFSERVE_SOURCE_DIR.
+fs::path source_dir() {
+  if (const char* override_dir = std::getenv("HALFSERVE_SOURCE_DIR")) return override_dir;
+  return HALFSERVE_SOURCE_DIR;
+}
+
+struct ChildResult {
+  int exit_code = -1;
+  uint64_t peak_rss = 0;  // bytes
+};
+
+// Runs a command (no shell), stdout to `stdout_path` ("" = inherit), stderr inherited; returns its exit code and
+// peak RSS (wait4's rusage is the child's own, not the whole process tree's).
+ChildResult run_child(const std::vector<std::string>& argv, const std::string& stdout_path) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (!stdout_path.empty())
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> args;
+  for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = 0;
+  const int spawned = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) throw Error("cannot start " + argv[0] + ": " + std::strerror(spawned));
+  int status = 0;
+  struct rusage usage {};
+  if (wait4(pid, &status, 0, &usage) < 0) throw Error("waiting for " + argv[0] + " failed");
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, static_cast<uint64_t>(usage.ru_maxrss) * 1024};
+}
+
+std::string trimmed(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
+json batch_json(const InputBatch& in) {
+  json ids = json::array(), mask = json::array();
+  for (int64_t r = 0; r < in.batch; ++r) {
+    const auto begin = static_cast<std::ptrdiff_t>(r * in.length), end = static_cast<std::ptrdiff_t>((r + 1) * in.length);
+    ids.push_back(std::vector<int32_t>(in.input_ids.begin() + begin, in.input_ids.begin() + end));
+    mask.push_back(std::vector<int32_t>(in.attention_mask.begin() + begin, in.attention_mask.begin() + end));
+  }
+  return {{"length", in.length}, {"batch", in.batch}, {"input_ids", ids}, {"attention_mask", mask}};
+}
+
+}  // namespace
+
+GridSeries run_gemm_series(const BertConfig& c, int64_t num_labels, Precision precision, const GridOptions& options,
+                           const GridInputs& inputs) {
+  auto backend = create_backend({options.engine.device, options.engine.threads});
+  const DType compute = backend->compute_dtype(precision);
+  GridSeries series;
+  series.engine = "gemm";
+  series.precision = std::string(precision_name(precision));
+  series.description = "the model's GEMMs only (" + std::string(dtype_name(compute)) + ", " + std::to_string(c.num_layers) +
+                       " layers x QKV, output, FFN in, FFN out, plus the head) on " + backend->description();
+  // Random weights: GEMM speed does not depend on the values.
+  std::mt19937 random(1);
+  auto weights = [&](int64_t out, int64_t in, DType dst) {
+    std::vector<float> w(static_cast<size_t>(out * in)), b(static_cast<size_t>(out));
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    for (auto& v : w) v = normal(random);
+    const TensorView weight{DType::f32, {out, in}, std::as_bytes(std::span(w))};
+    const TensorView bias{DType::f32, {out}, std::as_bytes(std::span(b))};
+    return backend->prepare_linear(weight, bias, {in, out, compute, dst, std::nullopt, false});
+  };
+  const int64_t h = c.hidden_size, f = c.intermediate_size;
+  const auto qkv = weights(3 * h, h, DType::f32), output = weights(h, h, DType::f32), ffn_in = weights(f, h, compute),
+             ffn_out = weights(h, f, DType::f32), head = weights(std::max<int64_t>(1, num_labels), h, DType::f32);
+  int64_t max_tokens = 1;
+  for (const auto& cell : inputs.cells) max_tokens = std::max(max_tokens, cell.batch * cell.length);
+  const size_t element = dtype_size(compute);
+  const int64_t widest = std::max({f, 3 * h, num_labels});  // the widest activation any of the GEMMs reads or writes
+  auto src = backend->allocate(static_cast<size_t>(max_tokens * widest) * 4);
+  auto dst = backend->allocate(static_cast<size_t>(max_tokens * widest) * 4);
+  std::fill_n(static_cast<std::byte*>(src.get()), static_cast<size_t>(max_tokens * widest) * element, std::byte{0});
+  for (const InputBatch& cell_inputs : inputs.cells) {
+    const int64_t tokens = cell_inputs.batch * cell_inputs.length;
+    auto matrix = [&](void* data, DType dtype, int64_t cols) { return MatrixRef{data, dtype, tokens, cols}; };
+    auto run_once = [&] {
+      for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+        backend->linear(*qkv, matrix(src.get(), compute, h), matrix(dst.get(), DType::f32, 3 * h), nullptr);
+        backend->linear(*output, matrix(src.get(), compute, h), matrix(dst.get(), DType::f32, h), nullptr);
+        backend->linear(*ffn_in, matrix(src.get(), compute, h), matrix(dst.get(), compute, f), nullptr);
+        backend->linear(*ffn_out, matrix(src.get(), compute, f), matrix(dst.get(), DType::f32, h), nullptr);
+      }
+      backend->linear(*head, matrix(src.get(), compute, h), matrix(dst.get(), DType::f32, std::max<int64_t>(1, num_labels)), nullptr);
+      backend->synchronize();
+    };
+    LatencyCell cell = summarize_cell(cell_inputs, time_repeatedly(run_once, options));
+    if (options.progress)
+      options.progress("gemm " + series.precision + " len " + std::to_string(cell.length) + " batch " + std::to_string(cell.batch) +
+                       ": median " + std::to_string(cell.median_ms) + " ms");
+    series.cells.push_back(std::move(cell));
+  }
+  return series;
+}
+
+std::vector<GridSeries> run_python_peer(const std::string& peer, const std::string& model_path,
+                                        const std::vector<std::string>& precisions, const GridOptions& options,
+                                        const GridInputs& inputs) {
+  const fs::path root = source_dir();
+  const fs::path script = root / "src" / "bench" / "peers" / "run_peer.py";
+  if (!fs::exists(script)) throw Error("peer scripts not found at " + script.string() + " (set HALFSERVE_SOURCE_DIR)");
+  const fs::path work = fs::temp_directory_path() / ("halfserve-peer-" + std::to_string(::getpid()) + "-" + peer);
+  fs::create_directories(work);
+  struct Cleanup {
+    fs::path path;
+    ~Cleanup() {
+      std::error_code ignored;
+      fs::remove_all(path, ignored);
+    }
+  } cleanup{work};
+
+  // The peer's Python environment (created on first use).
+  const std::string group = peer == "tensorflow" ? "tf" : "peers";
+  const ChildResult environment =
+      run_child({"bash", (root / "scripts" / "python-env.sh").string(), group}, (work / "python").string());
+  if (environment.exit_code != 0)
+    throw Error("peer " + peer + ": its Python environment (scripts/python-env.sh " + group + ") could not be created" +
+                (environment.exit_code == 77 ? " (no PyPI access?)" : ""));
+  const std::string python = trimmed(read_file_bounded((work / "python").string(), 4096));
+
+  json request = {{"precisions", precisions},
+                  {"threads", options.engine.threads},
+                  {"seconds_per_cell", options.seconds_per_cell},
+                  {"min_repetitions", options.min_repetitions},
+                  {"max_repetitions", options.max_repetitions},
+                  {"cells", json::array()},
+                  {"check", batch_json(inputs.check)}};
+  for (const auto& cell : inputs.cells) request["cells"].push_back(batch_json(cell));
+  std::ofstream(work / "request.json") << request.dump();
+
+  const ChildResult result = run_child({python, script.string(), "--peer", peer, "--model", model_path, "--request",
+                                        (work / "request.json").string(), "--output", (work / "result.json").string()},
+                                       "");
+  if (result.exit_code != 0) throw Error("peer " + peer + " failed (exit " + std::to_string(result.exit_code) + ")");
+  json answer;
+  try {
+    answer = json::parse(read_file_bounded((work / "result.json").string(), 256 << 20));
+  } catch (const std::exception& e) {
+    throw Error("peer " + peer + ": unreadable result: " + e.what());
+  }
+  std::vector<GridSeries> series;
+  for (const auto& [precision, body] : answer.at("precisions").items()) {
+    GridSeries one;
+    one.engine = peer;
+    one.precision = precision;
+    one.peak_rss = result.peak_rss;
+    if (body.contains("skipped")) {
+      one.skipped = body["skipped"].get<std::string>();
+      series.push_back(std::move(one));
+      continue;
+    }
+    one.description = body.value("description", peer);
+    for (const auto& cell : body.at("cells")) {
+      const int64_t length = cell.at("length").get<int64_t>(), batch = cell.at("batch").get<int64_t>();
+      const auto matching = std::find_if(inputs.cells.begin(), inputs.cells.end(),
+                                         [&](const InputBatch& in) { return in.length == length && in.batch == batch; });
+      if (matching == inputs.cells.end()) continue;
+      one.cells.push_back(summarize_cell(*matching, cell.at("samples_ms").get<std::vector<double>>()));
+    }
+    if (body.contains("check_label_ids"))
+      for (const auto& row : body["check_label_ids"])
+        for (const auto& label : row) one.check_labels.push_back(label.get<int32_t>());
+    series.push_back(std::move(one));
+  }
+  return series;
+}
+
+}  // namespace halfserve

@@ -1,0 +1,58 @@
+"""What every peer shares: how a peer says a precision cannot run, what a runnable precision looks like, and the
+timing loop — the same rule as halfserve's own grid (src/bench/latency_grid.cc), so ratios compare like with like.
+"""
+import dataclasses
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+
+class PrecisionSkipped(Exception):
+    """The peer cannot run this precision on this machine; the message says why (it goes into RESULT.json)."""
+
+
+class PeerPackagesMissing(Exception):
+    """The peer's framework is not installed in this Python (run_peer.py exits 3)."""
+
+
+@dataclasses.dataclass
+class Runner:
+    """One peer in one precision, ready to run.
+
+    prepare turns int64 numpy ids and mask into what the framework takes (untimed, like halfserve's InputBatch);
+    run computes the logits from that (timed); label_ids turns run's result into argmax labels (untimed).
+    """
+    description: str
+    prepare: Callable[[np.ndarray, np.ndarray], Any]
+    run: Callable[[Any], Any]
+    label_ids: Callable[[Any], np.ndarray]
+
+
+def progress(message):
+    print("peer: " + message, file=sys.stderr, flush=True)
+
+
+def time_repeatedly(run_once, min_repetitions, max_repetitions, seconds_per_cell):
+    """Milliseconds per run after one untimed warm-up: at least min_repetitions runs and at least
+    seconds_per_cell of timing, at most max_repetitions."""
+    run_once()
+    samples, spent = [], 0.0
+    while len(samples) < max_repetitions and (len(samples) < min_repetitions or spent < seconds_per_cell):
+        start = time.perf_counter()
+        run_once()
+        seconds = time.perf_counter() - start
+        samples.append(seconds * 1e3)
+        spent += seconds
+    return samples
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def argmax_labels(logits):
+    return np.asarray(logits, dtype=np.float32).argmax(axis=-1).astype(np.int64)

@@ -1,0 +1,91 @@
+"""ONNX Runtime on CPU: the transformers model exported to ONNX, then optimized the way ONNX Runtime recommends for
+BERT (onnxruntime.transformers' fusions: Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization).
+Its reduced precision on CPU is dynamic int8 quantization, reported as "int8"."""
+import os
+
+import numpy as np
+
+from peer_common import PeerPackagesMissing, PrecisionSkipped, Runner, argmax_labels, progress
+
+try:
+    import onnx
+    import onnxruntime
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+    import hf_model
+except ImportError as error:
+    raise PeerPackagesMissing("onnxruntime peer: %s (needs onnxruntime, onnx, torch and transformers)" % error) \
+        from error
+
+_HALF_REASON = ("ONNX Runtime's CPU execution provider has no %s kernels for most of BERT's fused operators "
+                "(Attention, SkipLayerNormalization, BiasGelu); a %s graph runs through Casts to fp32 and is slower "
+                "than fp32, so the peer does not time it (its reduced precision on CPU is int8)")
+
+
+def versions():
+    return {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "torch": torch.__version__,
+            "numpy": np.__version__}
+
+
+class OnnxRuntimePeer:
+    def __init__(self, model, threads, workdir):
+        self.model = model
+        self.threads = threads
+        self.workdir = workdir
+        self.fusions = {}
+        self._optimized_path = None
+
+    def optimized_fp32(self):
+        """Exported and optimized once; int8 is quantized from the same optimized graph."""
+        if self._optimized_path is None:
+            exported = os.path.join(self.workdir, "model.onnx")
+            hf_model.export_onnx(hf_model.token_classifier(self.model), exported)
+            architecture = self.model.architecture
+            optimized = optimizer.optimize_model(exported, model_type="bert", num_heads=architecture.num_heads,
+                                                 hidden_size=architecture.hidden_size, use_gpu=False)
+            self.fusions = {name: count for name, count in optimized.get_fused_operator_statistics().items() if count}
+            progress("onnxruntime fusions: %s" % self.fusions)
+            self._optimized_path = os.path.join(self.workdir, "model-optimized.onnx")
+            optimized.save_model_to_file(self._optimized_path)
+        return self._optimized_path
+
+    def quantized_int8(self):
+        path = os.path.join(self.workdir, "model-int8.onnx")
+        if not os.path.exists(path):
+            # The fused operators are ONNX Runtime's own (com.microsoft), which ONNX shape inference cannot type; the
+            # tensors it fails on are all float activations.
+            quantize_dynamic(self.optimized_fp32(), path, weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        return path
+
+    def session(self, path):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def runner(self, precision):
+        if precision in ("fp16", "bf16"):
+            raise PrecisionSkipped(_HALF_REASON % (precision, precision))
+        if precision == "fp32":
+            session, how = self.session(self.optimized_fp32()), "fp32"
+        elif precision == "int8":
+            session, how = self.session(self.quantized_int8()), "dynamic int8 quantization (quantize_dynamic, QInt8 " \
+                                                                   "weights, activations quantized per call)"
+        else:
+            raise PrecisionSkipped("the onnxruntime peer runs fp32 and int8, not %s" % precision)
+
+        def prepare(ids, mask):
+            return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+        fused = ", ".join("%s x%d" % item for item in sorted(self.fusions.items())) or "none"
+        return Runner(description="ONNX Runtime %s CPU, transformers' BERT exported to ONNX and optimized (fused: %s), "
+                                  "%s, %d intra-op threads" % (onnxruntime.__version__, fused, how, self.threads),
+                      prepare=prepare, run=lambda inputs: session.run(["logits"], inputs)[0], label_ids=argmax_labels)
+
+
+def open_peer(model, threads, workdir):
+    return OnnxRuntimePeer(model, threads, workdir)

@@ -1,0 +1,60 @@
+"""PyTorch eager: transformers' BertForTokenClassification on the frozen weights, as users of transformers run it."""
+import numpy as np
+
+from peer_common import PeerPackagesMissing, PrecisionSkipped, Runner, argmax_labels
+
+try:
+    import torch
+    import transformers
+    import hf_model
+except ImportError as error:
+    raise PeerPackagesMissing("torch peer: %s (needs torch and transformers)" % error) from error
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def versions():
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__}
+
+
+class TorchPeer:
+    def __init__(self, model, threads, workdir):
+        del workdir  # nothing to write
+        torch.set_num_threads(threads)
+        self.model = model
+        self.threads = threads
+
+    def runner(self, precision):
+        if precision not in _DTYPES:
+            raise PrecisionSkipped("PyTorch has no %s mode for this model (the torch peer runs fp32, bf16, fp16)"
+                                   % precision)
+        torch_model = hf_model.token_classifier(self.model).to(_DTYPES[precision])
+        _try_once(torch_model, precision)
+
+        def prepare(ids, mask):
+            return torch.from_numpy(ids), torch.from_numpy(mask)
+
+        def run(inputs):
+            with torch.inference_mode():
+                return torch_model(input_ids=inputs[0], attention_mask=inputs[1]).logits
+
+        return Runner(description="PyTorch %s eager, transformers %s BertForTokenClassification, %s weights and "
+                                  "activations, %d threads" % (torch.__version__, transformers.__version__,
+                                                               precision, self.threads),
+                      prepare=prepare, run=run, label_ids=lambda logits: argmax_labels(logits.float().numpy()))
+
+
+def _try_once(torch_model, precision):
+    """PyTorch's CPU kernels do not cover every op in every dtype (fp16 GEMMs, most notably, in 1.13): a tiny
+    forward pass tells, and its error message is the reason given for skipping."""
+    ids = torch.zeros(1, 2, dtype=torch.int64)
+    try:
+        with torch.inference_mode():
+            torch_model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    except RuntimeError as error:
+        raise PrecisionSkipped("PyTorch %s cannot run this model in %s on CPU: %s"
+                               % (torch.__version__, precision, str(error).splitlines()[0])) from error
+
+
+def open_peer(model, threads, workdir):
+    return TorchPeer(model, threads, workdir)
