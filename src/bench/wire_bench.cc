@@ -130,6 +130,9 @@ class RestPredictClient : public PredictClient {
       : client_(target.host, target.port), path_("/v1/models/" + target.model_name + ":predict") {
     const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(target.timeout_seconds));
     client_.set_keep_alive(true);
+    // cpp-httplib writes headers and body separately: with Nagle's algorithm the body waits for the server's
+    // delayed ACK, adding ~40 ms to every request.
+    client_.set_tcp_nodelay(true);
     client_.set_connection_timeout(timeout);
     client_.set_read_timeout(timeout);
     client_.set_write_timeout(timeout);
@@ -307,6 +310,16 @@ void check_positive(const std::vector<int64_t>& values, const std::string& what)
     if (value <= 0) throw InvalidArgument(what + " must be positive, got " + std::to_string(value));
 }
 
+// A hand-built target gets the checks parse_wire_target makes, before any request goes out.
+void check_target(const WireTarget& target) {
+  if (target.host.empty()) throw InvalidArgument("the target names no host");
+  if (target.port < 1 || target.port > 65535)
+    throw InvalidArgument("target port " + std::to_string(target.port) + " is not in 1..65535");
+  if (target.model_name.empty()) throw InvalidArgument("the target names no model");
+  if (target.input_name.empty()) throw InvalidArgument("the target names no input");
+  if (!(target.timeout_seconds > 0)) throw InvalidArgument("the request timeout must be positive");
+}
+
 int parse_port(const std::string& text, const std::string& url) {
   int port = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), port);
@@ -363,6 +376,7 @@ std::string wire_target_url(const WireTarget& target) {
 }
 
 std::vector<WireCell> run_wire_grid(const WireTarget& target, const WireGridOptions& options) {
+  check_target(target);
   check_positive(options.lengths, "lengths");
   check_positive(options.batches, "batches");
   check_max_id(options.max_id);
@@ -453,6 +467,7 @@ ConcurrencyPoint run_concurrency_point(const WireTarget& target, const Concurren
 }  // namespace
 
 std::vector<ConcurrencyPoint> run_concurrency_sweep(const WireTarget& target, const ConcurrencyOptions& options) {
+  check_target(target);
   check_positive({options.batch}, "batch");
   check_positive({options.length}, "length");
   check_max_id(options.max_id);

@@ -5,6 +5,7 @@
 #include "cli_options.h"
 #include "commands.h"
 #include "halfserve/bench/bench_report.h"
+#include "halfserve/bench/wire_bench.h"
 #include "halfserve/util/error.h"
 #include "halfserve/util/mapped_file.h"
 
@@ -33,9 +34,22 @@ void add_bench_command(CLI::App& app, Action& run) {
     double seconds_per_cell = 0.5;
     int min_repetitions = 3, max_repetitions = 200;
     bool ragged = false;
+    std::string target, model_name, signature = "serving_default", input_name = "input_ids", concurrency = "1,4,16,64";
+    double sweep_seconds = 10;
+    int64_t sweep_batch = 1, sweep_length = 64;
   };
   auto flags = std::make_shared<Flags>();
-  command->add_option("--model", flags->model, "Frozen .safetensors file")->required();
+  command->add_option("--model", flags->model, "Frozen .safetensors file (in-process mode)");
+  command->add_option("--target", flags->target,
+                      "Over the wire instead: grpc://HOST:PORT or http://HOST:PORT of a running halfserve or TF Serving");
+  command->add_option("--model-name", flags->model_name, "With --target: the served model's name");
+  command->add_option("--signature", flags->signature, "With --target: signature name");
+  command->add_option("--input-name", flags->input_name, "With --target: name of the ids input");
+  command->add_option("--concurrency", flags->concurrency, "With --target: client counts of the concurrency sweep");
+  command->add_option("--sweep-seconds", flags->sweep_seconds, "With --target: seconds per concurrency point")
+      ->check(CLI::NonNegativeNumber);
+  command->add_option("--sweep-batch", flags->sweep_batch, "With --target: rows per request in the sweep")->check(CLI::PositiveNumber);
+  command->add_option("--sweep-length", flags->sweep_length, "With --target: tokens per row in the sweep")->check(CLI::PositiveNumber);
   command->add_option("--precisions", flags->precisions, "Comma-separated precisions to time");
   command->add_option("--lengths", flags->lengths, "Comma-separated sequence lengths");
   command->add_option("--batches", flags->batches, "Comma-separated batch sizes");
@@ -54,6 +68,39 @@ void add_bench_command(CLI::App& app, Action& run) {
   command->add_option("--threads", flags->engine.threads, "Intra-op threads for halfserve and every peer (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   command->callback([flags, &run] {
+    if (flags->model.empty() == flags->target.empty())
+      throw CLI::ValidationError("bench", "give --model (in-process) or --target (over the wire)");
+    if (!flags->target.empty()) {
+      WireTarget target = parse_wire_target(flags->target, flags->model_name);
+      target.signature_name = flags->signature;
+      target.input_name = flags->input_name;
+      WireGridOptions grid;
+      grid.lengths = parse_positive_list(flags->lengths, "--lengths");
+      grid.batches = parse_positive_list(flags->batches, "--batches");
+      grid.seconds_per_cell = flags->seconds_per_cell;
+      grid.min_repetitions = flags->min_repetitions;
+      grid.max_repetitions = std::max(flags->max_repetitions, flags->min_repetitions);
+      ConcurrencyOptions sweep;
+      sweep.clients.clear();
+      for (const int64_t clients : parse_positive_list(flags->concurrency, "--concurrency")) sweep.clients.push_back(static_cast<int>(clients));
+      sweep.seconds = flags->sweep_seconds;
+      sweep.batch = flags->sweep_batch;
+      sweep.length = flags->sweep_length;
+      run = [flags, target, grid, sweep]() mutable {
+        grid.progress = sweep.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
+        std::cerr << "bench: " << wire_target_url(target) << " model " << target.model_name << "\n";
+        const auto cells = run_wire_grid(target, grid);
+        const auto points = run_concurrency_sweep(target, sweep);
+        const std::string text = format_wire_report(cells, points, target);
+        if (flags->output.empty()) std::cout << text;
+        else write_text_file(flags->output, text);
+        int64_t errors = 0;
+        for (const auto& cell : cells) errors += cell.errors;
+        for (const auto& point : points) errors += point.errors;
+        return errors == 0 ? 0 : 1;
+      };
+      return;
+    }
     BenchOptions options;
     options.precisions = parse_precision_list(flags->precisions, "--precisions");
     options.grid.lengths = parse_positive_list(flags->lengths, "--lengths");
