@@ -10,9 +10,11 @@ packages=(
   libgtest-dev libgmock-dev
   python3-venv
 )
-# The tests also compare against real peers: PyTorch (Debian's) runs transformers' reference BERT.
+# The tests and the bench also compare against real peers: PyTorch (Debian's) runs transformers' reference BERT,
+# on OpenBLAS (the OpenMP build: the pthread one fights torch's threads) rather than the reference BLAS, which would
+# make PyTorch fp32 a hundred times slower than it is for users.
 if [ "${1:-}" = "--test" ]; then
-  packages+=(python3-torch python3-numpy python3-requests curl)
+  packages+=(python3-torch python3-numpy python3-requests curl wrk libopenblas0-openmp)
 fi
 
 missing=()

@@ -5,6 +5,8 @@
 #     tf  tensorflow-cpu, in a plain venv (.venv/tf)
 #     hf  transformers, in a venv that also sees Debian's python3-torch and python3-numpy (.venv/hf)
 #     serving  the tf venv plus tensorflow-serving-api, TF Serving's own Python client (its pb2 and gRPC stubs)
+#     peers  the bench's peer frameworks (onnxruntime, onnx, openvino, ctranslate2, transformers) in a venv that sees
+#            Debian's python3-torch and python3-numpy (.venv/peers); the TensorFlow peer uses the tf venv
 # Each group has its own venv so that one group's pins never fight another's (TensorFlow's numpy vs Debian's);
 # they live under $HALFSERVE_VENV (default .venv).
 # Exits 77 when the packages cannot be installed (no PyPI access), so callers can skip with a message.
@@ -16,10 +18,18 @@ declare -A packages=(
   [tf]="tensorflow-cpu>=2.15,<3"
   [hf]="transformers>=4.30,<4.45"
   [serving]="tensorflow-serving-api (added to the tf venv, below)"
+  # Debian's torch 1.13 is built against numpy 1.x: "numpy<2" keeps pip from replacing Debian's numpy 1.24 with a
+  # numpy 2 in the venv, which would break torch.from_numpy. These releases import and run with numpy 1.24.
+  [peers]="numpy<2 onnxruntime==1.32.0 onnx==1.23.2 openvino==2026.4.1 ctranslate2==4.8.5 transformers>=4.30,<4.45"
 )
 declare -A venv_flags=(
   [tf]=""
   [hf]="--system-site-packages"
+  [peers]="--system-site-packages"
+)
+# Run after installing: a group whose packages install but do not work together is an error, not a skip.
+declare -A import_checks=(
+  [peers]="import numpy, torch; torch.from_numpy(numpy.zeros(3)); import onnxruntime, onnx, openvino, ctranslate2, transformers"
 )
 
 if [ $# -ne 1 ]; then
@@ -93,6 +103,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check $spec >&2; then
     echo "python-env: could not install $spec (no PyPI access?)" >&2
     exit 77
+  fi
+  if [ -n "${import_checks[$group]:-}" ] && ! "$venv/bin/python" -c "${import_checks[$group]}" >&2; then
+    echo "python-env: $spec installed into $venv but does not import (numpy or torch mismatch?)" >&2
+    exit 1
   fi
   echo "$wanted" > "$stamp"
 fi

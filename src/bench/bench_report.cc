@@ -60,6 +60,12 @@ void ratio_table(std::ostringstream& out, const BenchReport& report, const GridS
   }
 }
 
+std::string tick_label(double value) {
+  std::ostringstream out;
+  out << value;  // default float format: 0.5, 2, 1000
+  return out.str();
+}
+
 std::string xml_escape(const std::string& text) {
   std::string out;
   for (char c : text) {
@@ -234,7 +240,8 @@ std::string format_svg(const BenchReport& report) {
       if (std::log10(ms) > y_max + 1e-9) continue;
       const double y = y_of(ms);
       out << "<line x1=\"" << kLeft << "\" x2=\"" << kWidth - kRight << "\" y1=\"" << y << "\" y2=\"" << y
-          << "\" stroke=\"#ddd\"/>\n<text x=\"" << kLeft - 6 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">" << ms << "</text>\n";
+          << "\" stroke=\"#ddd\"/>\n<text x=\"" << kLeft - 6 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">" << tick_label(ms)
+          << "</text>\n";
     }
   for (const int64_t batch : report.batches) {
     const double x = x_of(static_cast<double>(batch));

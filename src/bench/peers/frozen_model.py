@@ -1,6 +1,6 @@
 """Reads a halfserve frozen file (safetensors + JSON metadata) into float32 numpy arrays, with numpy and the
 standard library only: the same reader serves every peer's environment (the peers venv with numpy 1.24, the tf
-venv with numpy 2), and no framework's own loader is trusted to widen bf16 the way halfserve does.
+venv with numpy 2), and every peer gets the weights widened exactly as halfserve widens them.
 """
 import dataclasses
 import json
@@ -33,15 +33,11 @@ class Architecture:
 class FrozenModel:
     architecture: Architecture
     tensors: dict  # Hugging Face BertForTokenClassification name -> float32 array, weights [out, in]
-    file_precision: str  # from the provenance: "fp32", "fp16" or "bf16"
     vocabulary: list  # token strings, index = id; empty when the file has no tokenizer
 
     @property
     def num_labels(self):
         return self.tensors["classifier.weight"].shape[0]
-
-    def layer(self, index, suffix):
-        return self.tensors["bert.encoder.layer.%d.%s" % (index, suffix)]
 
 
 def _widen(raw, dtype_name):
@@ -92,7 +88,6 @@ def read_frozen_model(path):
     tensors = _read_tensors(header, data)
     if "classifier.weight" not in tensors:
         raise ValueError("%s: no classifier (an encoder-only model has no labels to compare)" % path)
-    provenance = json.loads(metadata.get("halfserve.provenance", "{}"))
     tokenizer = json.loads(metadata.get("halfserve.tokenizer", "{}"))
     return FrozenModel(architecture=_read_architecture(metadata), tensors=tensors,
-                       file_precision=provenance.get("precision", "fp32"), vocabulary=tokenizer.get("vocab", []))
+                       vocabulary=tokenizer.get("vocab", []))

@@ -51,8 +51,8 @@ def encoder_with_pooler(model):
 def export_onnx(torch_model, path, opset=14):
     """ONNX with dynamic batch and length; inputs as a BERT server receives them (int64), output the logits."""
     length = min(8, torch_model.config.max_position_embeddings)
-    example = tuple(torch.ones(2, length, dtype=torch.int64) for _ in range(3))
-    example[2].zero_()
+    ones = torch.ones(2, length, dtype=torch.int64)
+    example = (ones, ones, torch.zeros_like(ones))  # ids, mask, token types: values do not matter to the trace
     axes = {0: "batch", 1: "length"}
     with torch.no_grad():
         torch.onnx.export(torch_model, example, path, input_names=["input_ids", "attention_mask", "token_type_ids"],

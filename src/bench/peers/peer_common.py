@@ -2,6 +2,7 @@
 timing loop — the same rule as halfserve's own grid (src/bench/latency_grid.cc), so ratios compare like with like.
 """
 import dataclasses
+import os
 import sys
 import time
 from typing import Any, Callable
@@ -56,3 +57,28 @@ def median(values):
 
 def argmax_labels(logits):
     return np.asarray(logits, dtype=np.float32).argmax(axis=-1).astype(np.int64)
+
+
+# Fragments of a loaded library's path -> the BLAS it is.
+_BLAS_NAMES = (("/libopenblas", "OpenBLAS"), ("/libmkl_", "MKL"), ("/libblis", "BLIS"), ("atlas.so", "ATLAS"),
+               ("/blas/libblas.so", "the reference BLAS (netlib libblas3)"))
+
+
+def system_blas(used_for):
+    """Names the BLAS loaded into this process (None when none is recognised), warning when it is the reference
+    one: Debian's torch and numpy call whichever libblas.so.3 the system's alternatives select, and with only
+    libblas3 installed that is the unoptimized netlib BLAS, tens of times slower than OpenBLAS. The kernel's map
+    of the process names the files the loader really opened, symlinks resolved."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            files = {line.split()[-1].lower() for line in maps if os.sep in line}
+    except OSError:
+        return None
+    for fragment, name in _BLAS_NAMES:
+        if any(fragment in path for path in files):
+            if "reference" in name:
+                # The OpenMP build of OpenBLAS shares torch's OpenMP threads; the pthread one competes with them.
+                progress("warning: %s run on %s; apt-get install libopenblas0-openmp for a fair comparison"
+                         % (used_for, name))
+            return name
+    return None

@@ -1,7 +1,7 @@
 """PyTorch eager: transformers' BertForTokenClassification on the frozen weights, as users of transformers run it."""
 import numpy as np
 
-from peer_common import PeerPackagesMissing, PrecisionSkipped, Runner, argmax_labels
+from peer_common import PeerPackagesMissing, PrecisionSkipped, Runner, argmax_labels, system_blas
 
 try:
     import torch
@@ -23,6 +23,9 @@ class TorchPeer:
         torch.set_num_threads(threads)
         self.model = model
         self.threads = threads
+        # Debian builds torch with BLAS_INFO=generic: its fp32 GEMMs (addmm) call the system's libblas.so.3, its
+        # bf16 ones oneDNN.
+        self.blas = system_blas("torch's fp32 GEMMs")
 
     def runner(self, precision):
         if precision not in _DTYPES:
@@ -38,9 +41,10 @@ class TorchPeer:
             with torch.inference_mode():
                 return torch_model(input_ids=inputs[0], attention_mask=inputs[1]).logits
 
+        gemms = "oneDNN" if precision == "bf16" else (self.blas or "torch's BLAS")
         return Runner(description="PyTorch %s eager, transformers %s BertForTokenClassification, %s weights and "
-                                  "activations, %d threads" % (torch.__version__, transformers.__version__,
-                                                               precision, self.threads),
+                                  "activations (GEMMs on %s), %d threads"
+                                  % (torch.__version__, transformers.__version__, precision, gemms, self.threads),
                       prepare=prepare, run=run, label_ids=lambda logits: argmax_labels(logits.float().numpy()))
 
 

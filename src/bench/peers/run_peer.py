@@ -23,6 +23,9 @@ import sys
 import tempfile
 import traceback
 
+# The helper modules sit in the source tree: no __pycache__ folders there.
+sys.dont_write_bytecode = True
+
 PEER_MODULES = {
     "torch": "peer_torch",
     "onnxruntime": "peer_onnxruntime",
@@ -30,6 +33,10 @@ PEER_MODULES = {
     "ctranslate2": "peer_ctranslate2",
     "tensorflow": "peer_tensorflow",
 }
+# BLAS threads where the peer's own engine is not the BLAS: CTranslate2 brings its own OpenMP runtime, and an
+# OpenMP OpenBLAS pool spinning after the numpy classifier GEMM (0.3 % of the work) slowed its encoder by
+# about 20 %.
+BLAS_THREADS = {"ctranslate2": 1}
 EXIT_PACKAGES_MISSING = 3
 REQUEST_KEYS = ("precisions", "threads", "seconds_per_cell", "min_repetitions", "max_repetitions", "cells", "check")
 
@@ -54,22 +61,33 @@ def read_request(path):
     return request
 
 
-def limit_library_threads(threads):
+def limit_library_threads(threads, blas_threads):
     # OpenMP and BLAS pools size themselves when the library loads, so this must happen before numpy or any
     # framework is imported; each framework's own thread setting comes on top.
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    for variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(blas_threads)
+
+
+def packages_missing(name, error):
+    print("run_peer: the %s peer's packages are missing in %s: %s" % (name, sys.executable, error), file=sys.stderr)
+    sys.exit(EXIT_PACKAGES_MISSING)
 
 
 def import_peer(name):
+    """The peer's module; exits 3 when its framework (or numpy, which every peer needs) is not installed. Each
+    module turns its framework's ImportError into PeerPackagesMissing, so a broken import of our own still fails
+    loudly instead of reading as a missing package."""
+    try:
+        importlib.import_module("numpy")
+    except ImportError as error:
+        packages_missing(name, error)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from peer_common import PeerPackagesMissing
     try:
         return importlib.import_module(PEER_MODULES[name])
-    except (ImportError, PeerPackagesMissing) as error:
-        print("run_peer: the %s peer's packages are missing in %s: %s" % (name, sys.executable, error),
-              file=sys.stderr)
-        sys.exit(EXIT_PACKAGES_MISSING)
+    except PeerPackagesMissing as error:
+        packages_missing(name, error)
 
 
 def batch_arrays(batch):
@@ -77,7 +95,8 @@ def batch_arrays(batch):
     ids = np.asarray(batch["input_ids"], dtype=np.int64)
     mask = np.asarray(batch["attention_mask"], dtype=np.int64)
     if ids.ndim != 2 or ids.shape != mask.shape:
-        raise ValueError("input_ids %s and attention_mask %s must be two matrices of one shape" % (ids.shape, mask.shape))
+        raise ValueError("input_ids %s and attention_mask %s must be two matrices of one shape"
+                         % (ids.shape, mask.shape))
     return ids, mask
 
 
@@ -113,7 +132,13 @@ def run_precision(peer, precision, request):
             "check_label_ids": check_labels(runner, request)}
 
 
-def write_atomically(path, content):
+def write_result(path, content):
+    """Writes through a temporary file renamed over the target, so a reader never sees half a result; a target
+    that exists and is not a regular file (/dev/stdout, a pipe) is written in place, never replaced."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(content, f)
+        return
     folder = os.path.dirname(os.path.abspath(path))
     with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp", encoding="utf-8") as f:
         json.dump(content, f)
@@ -123,7 +148,8 @@ def write_atomically(path, content):
 def main():
     arguments = parse_arguments()
     request = read_request(arguments.request)
-    limit_library_threads(int(request["threads"]))
+    threads = int(request["threads"])
+    limit_library_threads(threads, BLAS_THREADS.get(arguments.peer, threads))
     peer_module = import_peer(arguments.peer)
     from frozen_model import read_frozen_model
     from peer_common import progress
@@ -132,7 +158,7 @@ def main():
     result = {"peer": arguments.peer, "versions": {"python": platform.python_version(), **peer_module.versions()},
               "precisions": {}}
     with tempfile.TemporaryDirectory(prefix="halfserve-peer-") as workdir:
-        peer = peer_module.open_peer(model, int(request["threads"]), workdir)
+        peer = peer_module.open_peer(model, threads, workdir)
         for precision in request["precisions"]:
             try:
                 result["precisions"][precision] = run_precision(peer, precision, request)
@@ -140,7 +166,7 @@ def main():
                 traceback.print_exc()
                 result["precisions"][precision] = {"skipped": "failed: %s: %s" % (type(error).__name__, error)}
             gc.collect()  # the previous precision's model goes before the next one is built
-    write_atomically(arguments.output, result)
+    write_result(arguments.output, result)
     progress("wrote %s" % arguments.output)
     return 0
 
