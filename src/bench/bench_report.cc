@@ -227,7 +227,15 @@ std::string format_svg(const BenchReport& report) {
   const double x_max = std::max(x_min + 1, std::log2(static_cast<double>(*std::max_element(report.batches.begin(), report.batches.end()))));
   auto x_of = [&](double batch) { return kLeft + (std::log2(batch) - x_min) / (x_max - x_min) * (kWidth - kLeft - kRight); };
   auto y_of = [&](double ms) { return kHeight - kBottom - (std::log10(ms) - y_min) / (y_max - y_min) * (kHeight - kTop - kBottom); };
-  static const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  // One colour per series (engine x precision), spread around the hue circle; lengths differ by dash.
+  size_t drawn_series = 0;
+  for (const auto& series : report.series) drawn_series += series.skipped.empty() ? 1 : 0;
+  auto color_of = [&](size_t index) {
+    std::ostringstream color;
+    color << "hsl(" << static_cast<int>(360.0 * static_cast<double>(index) / static_cast<double>(std::max<size_t>(1, drawn_series)))
+          << ",70%," << (index % 2 ? 35 : 50) << "%)";
+    return color.str();
+  };
   std::ostringstream out;
   out << std::fixed << std::setprecision(1);
   out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kWidth << "\" height=\"" << kHeight << "\" viewBox=\"0 0 " << kWidth
@@ -250,10 +258,11 @@ std::string format_svg(const BenchReport& report) {
   }
   out << "<text x=\"" << (kLeft + kWidth - kRight) / 2 << "\" y=\"" << kHeight - 16 << "\" text-anchor=\"middle\">batch size</text>\n";
   int line = 0;
+  size_t series_index = 0;
   for (const auto& series : report.series) {
     if (!series.skipped.empty()) continue;
+    const std::string color = color_of(series_index++);
     for (size_t l = 0; l < report.lengths.size(); ++l, ++line) {
-      const std::string color = kColors[line % 10];
       out << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"2\"" << (l % 2 ? " stroke-dasharray=\"6 3\"" : "")
           << " points=\"";
       for (const int64_t batch : report.batches)

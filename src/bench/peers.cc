@@ -172,7 +172,10 @@ std::vector<GridSeries> run_python_peer(const std::string& peer, const std::stri
     throw Error("peer " + peer + ": unreadable result: " + e.what());
   }
   std::vector<GridSeries> series;
-  for (const auto& [precision, body] : answer.at("precisions").items()) {
+  const json& reported = answer.at("precisions");
+  for (const auto& precision : precisions) {  // in the order asked (fp32 first), not the JSON object's
+    if (!reported.contains(precision)) continue;
+    const json& body = reported.at(precision);
     GridSeries one;
     one.engine = peer;
     one.precision = precision;
