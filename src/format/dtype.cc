@@ -46,6 +46,7 @@ std::string_view precision_name(Precision precision) {
     case Precision::fp32: return "fp32";
     case Precision::fp16: return "fp16";
     case Precision::bf16: return "bf16";
+    case Precision::int8: return "int8";
   }
   return "?";
 }
@@ -54,7 +55,8 @@ Precision parse_precision(std::string_view name) {
   if (name == "fp32" || name == "float32") return Precision::fp32;
   if (name == "fp16" || name == "float16" || name == "half") return Precision::fp16;
   if (name == "bf16" || name == "bfloat16") return Precision::bf16;
-  throw InvalidArgument("unknown precision '" + std::string(name) + "' (expected fp32, fp16 or bf16)");
+  if (name == "int8") return Precision::int8;
+  throw InvalidArgument("unknown precision '" + std::string(name) + "' (expected fp32, fp16, bf16 or int8)");
 }
 
 DType storage_dtype(Precision precision) {
@@ -62,6 +64,7 @@ DType storage_dtype(Precision precision) {
     case Precision::fp32: return DType::f32;
     case Precision::fp16: return DType::f16;
     case Precision::bf16: return DType::bf16;
+    case Precision::int8: return DType::i8;
   }
   return DType::f32;
 }

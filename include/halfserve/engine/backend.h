@@ -97,8 +97,9 @@ class Backend {
   // Places a tensor in backend memory, converted to `as` when given (LayerNorm and biases go to f32).
   virtual DeviceTensor upload(const TensorView& tensor, std::optional<DType> as) = 0;
 
+  // `weight_scales` (F32 [out_features]) accompany I8 weights: weight[o][i] = int8[o][i] * scale[o].
   virtual std::unique_ptr<LinearWeights> prepare_linear(const TensorView& weight, const TensorView& bias,
-                                                        const LinearSpec& spec) = 0;
+                                                        const LinearSpec& spec, const TensorView* weight_scales = nullptr) = 0;
   virtual void linear(const LinearWeights& weights, const MatrixRef& src, const MatrixRef& dst,
                       const float* residual) = 0;
 

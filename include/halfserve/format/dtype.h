@@ -17,9 +17,10 @@ std::optional<DType> dtype_from_name(std::string_view name);  // nullopt for unk
 bool is_floating(DType dtype);
 
 // Precision of a model's weights in a file, and the precision a user asks the engine to compute in.
-enum class Precision : uint8_t { fp32, fp16, bf16 };
+// int8: weights quantized per output channel (I8 + F32 scales), activations quantized per call.
+enum class Precision : uint8_t { fp32, fp16, bf16, int8 };
 
-std::string_view precision_name(Precision precision);  // "fp32", "fp16", "bf16"
+std::string_view precision_name(Precision precision);  // "fp32", "fp16", "bf16", "int8"
 Precision parse_precision(std::string_view name);      // throws InvalidArgument naming the bad value
 DType storage_dtype(Precision precision);
 

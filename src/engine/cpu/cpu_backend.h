@@ -30,7 +30,7 @@ class CpuBackend final : public Backend {
   DeviceTensor upload(const TensorView& tensor, std::optional<DType> as) override;
 
   std::unique_ptr<LinearWeights> prepare_linear(const TensorView& weight, const TensorView& bias,
-                                                const LinearSpec& spec) override;
+                                                const LinearSpec& spec, const TensorView* weight_scales) override;
   void linear(const LinearWeights& weights, const MatrixRef& src, const MatrixRef& dst, const float* residual) override;
   void embed_layer_norm(const TokenBatch& tokens, const EmbeddingTables& tables, const LayerNormParams& norm,
                         const MatrixRef& dst, const MatrixRef* dst_low) override;

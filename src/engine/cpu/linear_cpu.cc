@@ -110,7 +110,8 @@ class CpuLinear final : public LinearWeights {
 }  // namespace
 
 std::unique_ptr<LinearWeights> CpuBackend::prepare_linear(const TensorView& weight, const TensorView& bias,
-                                                          const LinearSpec& spec) {
+                                                          const LinearSpec& spec, const TensorView* weight_scales) {
+  if (weight_scales != nullptr) throw Error("int8 weights are not supported by this build's cpu linear");
   if (spec.compute_dtype != DType::f32 && spec.compute_dtype != DType::bf16)
     throw Error("cpu backend computes GEMMs in F32 or BF16, not " + std::string(dtype_name(spec.compute_dtype)));
   return std::make_unique<CpuLinear>(weight, bias, spec);
