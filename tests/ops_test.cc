@@ -143,7 +143,7 @@ TEST_P(BackendOpsTest, LayerNorm) {
 }
 
 TEST_P(BackendOpsTest, EmbeddingLayerNormReadsEveryTableType) {
-  const int64_t vocab = 11, positions = 9, types = 2, hidden = 24, batch = 2, length = 5;
+  const int64_t vocab = 11, positions = 9, types = 2, hidden = 24;
   const auto word = random_values(vocab * hidden, 1.0f, 8), position = random_values(positions * hidden, 1.0f, 9),
              type = random_values(types * hidden, 1.0f, 10);
   std::vector<uint16_t> word_half(word.size());
@@ -151,39 +151,63 @@ TEST_P(BackendOpsTest, EmbeddingLayerNormReadsEveryTableType) {
   const TensorView word_view{DType::f16, {vocab, hidden}, std::as_bytes(std::span(word_half))};
   const EmbeddingTables tables{backend_->upload(word_view, std::nullopt), backend_->upload(view_of(position, {positions, hidden}), std::nullopt),
                                backend_->upload(view_of(type, {types, hidden}), std::nullopt)};
-  const std::vector<int32_t> ids = {2, 5, 10, 0, 3, 7, 7, 1, 4, 9}, type_ids = {0, 0, 1, 1, 0, 1, 0, 0, 1, 0}, mask(10, 1);
+  // Two packed sequences of 6 and 3 tokens.
+  const std::vector<int32_t> ids = {2, 5, 10, 0, 3, 7, 7, 1, 4}, type_ids = {0, 0, 1, 1, 0, 1, 0, 0, 1},
+                             token_positions = {0, 1, 2, 3, 4, 5, 0, 1, 2};
   auto upload_ints = [&](const std::vector<int32_t>& values) {
     void* memory = device_buffer(values.size() * 4);
     backend_->copy_to_device(memory, values.data(), values.size() * 4);
     return static_cast<const int32_t*>(memory);
   };
-  const TokenBatch tokens{upload_ints(ids), upload_ints(type_ids), upload_ints(mask), batch, length};
+  const int64_t tokens = static_cast<int64_t>(ids.size());
+  const PackedTokens packed{upload_ints(ids), upload_ints(type_ids), upload_ints(token_positions), tokens};
   const std::vector<float> gamma(hidden, 1.5f), beta(hidden, -0.25f);
-  const MatrixRef dst{device_buffer(batch * length * hidden * 4), DType::f32, batch * length, hidden};
-  backend_->embed_layer_norm(tokens, tables,
+  const MatrixRef dst{device_buffer(tokens * hidden * 4), DType::f32, tokens, hidden};
+  backend_->embed_layer_norm(packed, tables,
                              {static_cast<const float*>(to_device(gamma, DType::f32)), static_cast<const float*>(to_device(beta, DType::f32)), 1e-12f},
                              dst, nullptr);
-  std::vector<float> sums(static_cast<size_t>(batch * length * hidden));
-  for (int64_t t = 0; t < batch * length; ++t)
+  std::vector<float> sums(static_cast<size_t>(tokens * hidden));
+  for (int64_t t = 0; t < tokens; ++t)
     for (int64_t k = 0; k < hidden; ++k)
-      sums[t * hidden + k] = half_to_float(word_half[ids[t] * hidden + k]) + position[(t % length) * hidden + k] + type[type_ids[t] * hidden + k];
-  expect_close(to_host(dst.data, sums.size(), DType::f32), reference_layer_norm(sums, batch * length, hidden, gamma, beta, 1e-12), 1e-4, 1e-4);
+      sums[t * hidden + k] = half_to_float(word_half[ids[t] * hidden + k]) + position[token_positions[t] * hidden + k] + type[type_ids[t] * hidden + k];
+  expect_close(to_host(dst.data, sums.size(), DType::f32), reference_layer_norm(sums, tokens, hidden, gamma, beta, 1e-12), 1e-4, 1e-4);
 }
 
-TEST_P(BackendOpsTest, AttentionMasksPaddedKeys) {
-  const DType context_dtype = GetParam().compute;
-  const int64_t batch = 3, length = 7, heads = 4, head_size = 8, hidden = heads * head_size;
-  const auto qkv = random_values(batch * length * 3 * hidden, 2.0f, 11);
-  std::vector<int32_t> mask(batch * length, 1);
-  for (int64_t j = 4; j < length; ++j) mask[1 * length + j] = 0;  // row 1: 4 real tokens
-  for (int64_t j = 1; j < length; ++j) mask[2 * length + j] = 0;  // row 2: 1 real token
-  void* mask_device = device_buffer(mask.size() * 4);
-  backend_->copy_to_device(mask_device, mask.data(), mask.size() * 4);
-  const TokenBatch tokens{nullptr, nullptr, static_cast<const int32_t*>(mask_device), batch, length};
-  const MatrixRef context{device_buffer(batch * length * hidden * dtype_size(context_dtype)), context_dtype, batch * length, hidden};
-  backend_->attention({static_cast<const float*>(to_device(qkv, DType::f32)), tokens, heads, head_size, context});
-  const auto expected = reference_attention(qkv, mask, batch, length, heads, head_size);
-  expect_close(to_host(context.data, expected.size(), context_dtype), expected, context_dtype == DType::bf16 ? 1.0 / 128 : 1e-5, 1e-5);
+// Reference attention of packed sequences: each one on its own tokens, with its own key mask.
+std::vector<float> packed_reference(const std::vector<float>& qkv, const std::vector<int64_t>& offsets,
+                                    const std::vector<int32_t>& key_mask, int64_t heads, int64_t head_size) {
+  const int64_t hidden = heads * head_size;
+  std::vector<float> context;
+  for (size_t s = 0; s + 1 < offsets.size(); ++s) {
+    const int64_t length = offsets[s + 1] - offsets[s];
+    const std::vector<float> part(qkv.begin() + offsets[s] * 3 * hidden, qkv.begin() + offsets[s + 1] * 3 * hidden);
+    const std::vector<int32_t> mask(key_mask.begin() + offsets[s], key_mask.begin() + offsets[s + 1]);
+    const auto result = reference_attention(part, mask, 1, length, heads, head_size);
+    context.insert(context.end(), result.begin(), result.end());
+  }
+  return context;
+}
+
+TEST_P(BackendOpsTest, AttentionOfPackedSequencesOfEveryLength) {
+  const DType dtype = GetParam().compute;
+  const int64_t heads = 4, head_size = 8, hidden = heads * head_size;
+  // Equal lengths side by side (one call), a single token, a long one, and one with a masked key inside.
+  const std::vector<int64_t> offsets = {0, 7, 14, 21, 22, 39, 44};
+  const int64_t tokens = offsets.back();
+  const auto qkv = round_to(random_values(tokens * 3 * hidden, 2.0f, 11), dtype);
+  for (const bool holes : {false, true}) {
+    std::vector<int32_t> key_mask(static_cast<size_t>(tokens), 1);
+    if (holes) key_mask[41] = key_mask[42] = 0;
+    const MatrixRef context{device_buffer(tokens * hidden * dtype_size(dtype)), dtype, tokens, hidden};
+    void* mask_device = device_buffer(key_mask.size() * 4);
+    backend_->copy_to_device(mask_device, key_mask.data(), key_mask.size() * 4);
+    backend_->attention({to_device(qkv, dtype), dtype, offsets, holes ? static_cast<const int32_t*>(mask_device) : nullptr, heads,
+                         head_size, context});
+    const auto expected = packed_reference(qkv, offsets, key_mask, heads, head_size);
+    // bf16: probabilities and context round to 8 significant bits.
+    expect_close(to_host(context.data, expected.size(), dtype), expected, dtype == DType::bf16 ? 1.0 / 64 : 1e-5,
+                 dtype == DType::bf16 ? 1e-2 : 1e-5);
+  }
 }
 
 std::vector<OpCase> backends_under_test() {

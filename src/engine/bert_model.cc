@@ -17,8 +17,47 @@ constexpr int64_t kMaxBatchTokens = 1 << 18;
 
 // Workspace slots; each is one activation buffer reused across layers and calls.
 enum Slot : size_t {
-  kIds, kTypes, kMask, kHidden, kHiddenLow, kQkv, kContext, kResidualSum, kIntermediate, kLogits, kSlotCount
+  kIds, kTypes, kPositions, kKeyMask, kHidden, kHiddenLow, kQkv, kContext, kResidualSum, kIntermediate, kLogits, kSlotCount
 };
+
+// The real tokens of a padded batch, packed back to back: each row ends after its last unmasked token (trailing
+// padding is dropped, so nothing is computed for it); masked tokens inside a row stay, as keys no one attends to.
+struct PackedBatch {
+  std::vector<int64_t> offsets{0};  // sequences + 1
+  std::vector<int64_t> source;      // packed token -> its index in the padded [batch, length] layout
+  std::vector<int32_t> ids, types, positions, key_mask;
+  bool has_holes = false;           // some row masks a token before its last real one
+
+  explicit PackedBatch(const InputBatch& in) {
+    for (int64_t r = 0; r < in.batch; ++r) {
+      const size_t row = static_cast<size_t>(r * in.length);
+      int64_t real = in.length;
+      if (!in.attention_mask.empty())
+        while (real > 0 && in.attention_mask[row + static_cast<size_t>(real) - 1] == 0) --real;
+      for (int64_t t = 0; t < real; ++t) {
+        source.push_back(static_cast<int64_t>(row) + t);
+        ids.push_back(in.input_ids[row + static_cast<size_t>(t)]);
+        types.push_back(in.token_type_ids.empty() ? 0 : in.token_type_ids[row + static_cast<size_t>(t)]);
+        positions.push_back(static_cast<int32_t>(t));
+        const int32_t mask = in.attention_mask.empty() ? 1 : in.attention_mask[row + static_cast<size_t>(t)];
+        key_mask.push_back(mask);
+        has_holes |= mask == 0;
+      }
+      offsets.push_back(static_cast<int64_t>(source.size()));
+    }
+  }
+  int64_t tokens() const { return static_cast<int64_t>(source.size()); }
+};
+
+// Spreads packed rows of `width` values back to the padded layout; padding positions stay zero.
+template <typename T>
+std::vector<T> unpack(const std::vector<T>& packed, const PackedBatch& batch, int64_t padded_tokens, int64_t width) {
+  std::vector<T> padded(static_cast<size_t>(padded_tokens * width), T{});
+  for (size_t i = 0; i < batch.source.size(); ++i)
+    std::copy_n(packed.begin() + static_cast<std::ptrdiff_t>(i * static_cast<size_t>(width)), width,
+                padded.begin() + static_cast<std::ptrdiff_t>(batch.source[i] * width));
+  return padded;
+}
 
 TensorView concatenate_rows(const std::vector<const TensorView*>& parts, std::vector<float>& storage) {
   storage.clear();
@@ -71,6 +110,7 @@ BertModel::BertModel(std::shared_ptr<const FrozenModel> model, std::shared_ptr<B
     : model_(std::move(model)), backend_(std::move(backend)), precision_(precision) {
   model_->validate();
   compute_dtype_ = backend_->compute_dtype(precision_);
+  activation_dtype_ = compute_dtype_ == DType::bf16 ? DType::bf16 : DType::f32;
   const BertConfig& c = model_->metadata.config;
   const TensorStore& t = model_->tensors;
   Backend& b = *backend_;
@@ -96,11 +136,11 @@ BertModel::BertModel(std::shared_ptr<const FrozenModel> model, std::shared_ptr<B
     std::vector<float> bias_scratch;
     const TensorView qkv_bias = concatenate_rows(
         {&w("attention.self.query.bias"), &w("attention.self.key.bias"), &w("attention.self.value.bias")}, bias_scratch);
-    layer->qkv = b.prepare_linear(qkv_weight, qkv_bias, spec(h, 3 * h, DType::f32, std::nullopt, false));
+    layer->qkv = b.prepare_linear(qkv_weight, qkv_bias, spec(h, 3 * h, activation_dtype_, std::nullopt, false));
     layer->attention_output = b.prepare_linear(w("attention.output.dense.weight"), w("attention.output.dense.bias"),
                                                spec(h, h, DType::f32, std::nullopt, true));
     layer->intermediate = b.prepare_linear(w("intermediate.dense.weight"), w("intermediate.dense.bias"),
-                                           spec(h, f, compute_dtype_, c.activation, false));
+                                           spec(h, f, activation_dtype_, c.activation, false));
     layer->output = b.prepare_linear(w("output.dense.weight"), w("output.dense.bias"),
                                      spec(f, h, DType::f32, std::nullopt, true));
     layer->attention_norm_gamma = b.upload(w("attention.output.LayerNorm.weight"), DType::f32);
@@ -168,81 +208,85 @@ void BertModel::validate(const InputBatch& in) const {
 
 OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selection, Workspace& ws) const {
   validate(in);
+  const bool need_head = selection.logits || selection.label_ids || selection.probabilities;
+  if (need_head && classifier_ == nullptr)
+    throw InvalidArgument("this model has no classification head: only last_hidden_state is available");
   const BertConfig& c = config();
   Backend& b = *backend_;
-  const int64_t tokens = in.batch * in.length, h = c.hidden_size, f = c.intermediate_size;
-  const bool low = compute_dtype_ != DType::f32;
-  const size_t ids_bytes = static_cast<size_t>(tokens) * sizeof(int32_t);
+  const PackedBatch packed(in);
+  const int64_t tokens = packed.tokens(), h = c.hidden_size, f = c.intermediate_size;
+  const bool low = activation_dtype_ != DType::f32;
 
-  auto upload_ids = [&](Slot slot, const std::vector<int32_t>& values, int32_t fallback) {
-    auto* device = static_cast<int32_t*>(ws.buffer(slot, ids_bytes, b));
-    if (values.empty()) {
-      std::vector<int32_t> filled(static_cast<size_t>(tokens), fallback);
-      b.copy_to_device(device, filled.data(), ids_bytes);
-    } else {
-      b.copy_to_device(device, values.data(), ids_bytes);
-    }
+  auto upload = [&](Slot slot, const std::vector<int32_t>& values) {
+    auto* device = static_cast<int32_t*>(ws.buffer(slot, std::max<size_t>(1, values.size()) * sizeof(int32_t), b));
+    b.copy_to_device(device, values.data(), values.size() * sizeof(int32_t));
     return device;
   };
-  const TokenBatch batch{upload_ids(kIds, in.input_ids, 0), upload_ids(kTypes, in.token_type_ids, 0),
-                         upload_ids(kMask, in.attention_mask, 1), in.batch, in.length};
+  const PackedTokens batch{upload(kIds, packed.ids), upload(kTypes, packed.types), upload(kPositions, packed.positions), tokens};
+  const int32_t* key_mask = packed.has_holes ? upload(kKeyMask, packed.key_mask) : nullptr;
 
   auto matrix = [&](Slot slot, DType dtype, int64_t cols) {
-    return MatrixRef{ws.buffer(slot, static_cast<size_t>(tokens * cols) * dtype_size(dtype), b), dtype, tokens, cols};
+    return MatrixRef{ws.buffer(slot, static_cast<size_t>(std::max<int64_t>(1, tokens) * cols) * dtype_size(dtype), b), dtype,
+                     tokens, cols};
   };
   const MatrixRef hidden = matrix(kHidden, DType::f32, h);
-  const MatrixRef hidden_low = low ? matrix(kHiddenLow, compute_dtype_, h) : MatrixRef{};
+  const MatrixRef hidden_low = low ? matrix(kHiddenLow, activation_dtype_, h) : MatrixRef{};
   const MatrixRef& gemm_input = low ? hidden_low : hidden;
-  const MatrixRef qkv = matrix(kQkv, DType::f32, 3 * h);
-  const MatrixRef context = matrix(kContext, compute_dtype_, h);
+  const MatrixRef qkv = matrix(kQkv, activation_dtype_, 3 * h);
+  const MatrixRef context = matrix(kContext, activation_dtype_, h);
   const MatrixRef residual_sum = matrix(kResidualSum, DType::f32, h);
-  const MatrixRef intermediate = matrix(kIntermediate, compute_dtype_, f);
+  const MatrixRef intermediate = matrix(kIntermediate, activation_dtype_, f);
 
   auto norm = [&](const DeviceTensor& gamma, const DeviceTensor& beta) {
     return LayerNormParams{static_cast<const float*>(gamma.data), static_cast<const float*>(beta.data), c.layer_norm_eps};
   };
-  b.embed_layer_norm(batch, embeddings_, norm(embedding_norm_gamma_, embedding_norm_beta_), hidden,
-                     low ? &hidden_low : nullptr);
-  for (const auto& layer : layers_) {
-    b.linear(*layer->qkv, gemm_input, qkv, nullptr);
-    b.attention({static_cast<const float*>(qkv.data), batch, c.num_heads, c.head_size(), context});
-    b.linear(*layer->attention_output, context, residual_sum, static_cast<const float*>(hidden.data));
-    b.layer_norm(static_cast<const float*>(residual_sum.data), norm(layer->attention_norm_gamma, layer->attention_norm_beta),
-                 hidden, low ? &hidden_low : nullptr);
-    b.linear(*layer->intermediate, gemm_input, intermediate, nullptr);
-    b.linear(*layer->output, intermediate, residual_sum, static_cast<const float*>(hidden.data));
-    b.layer_norm(static_cast<const float*>(residual_sum.data), norm(layer->output_norm_gamma, layer->output_norm_beta),
-                 hidden, low ? &hidden_low : nullptr);
+  if (tokens > 0) {
+    b.embed_layer_norm(batch, embeddings_, norm(embedding_norm_gamma_, embedding_norm_beta_), hidden,
+                       low ? &hidden_low : nullptr);
+    for (const auto& layer : layers_) {
+      b.linear(*layer->qkv, gemm_input, qkv, nullptr);
+      b.attention({qkv.data, activation_dtype_, packed.offsets, key_mask, c.num_heads, c.head_size(), context});
+      b.linear(*layer->attention_output, context, residual_sum, static_cast<const float*>(hidden.data));
+      b.layer_norm(static_cast<const float*>(residual_sum.data), norm(layer->attention_norm_gamma, layer->attention_norm_beta),
+                   hidden, low ? &hidden_low : nullptr);
+      b.linear(*layer->intermediate, gemm_input, intermediate, nullptr);
+      b.linear(*layer->output, intermediate, residual_sum, static_cast<const float*>(hidden.data));
+      b.layer_norm(static_cast<const float*>(residual_sum.data), norm(layer->output_norm_gamma, layer->output_norm_beta),
+                   hidden, low ? &hidden_low : nullptr);
+    }
   }
 
   OutputBatch out;
   out.batch = in.batch;
   out.length = in.length;
-  const bool need_head = selection.logits || selection.label_ids || selection.probabilities;
-  const bool want_logits = need_head && classifier_ != nullptr;
-  if (need_head && classifier_ == nullptr)
-    throw InvalidArgument("this model has no classification head: only last_hidden_state is available");
-  if (want_logits) {
+  const int64_t padded_tokens = in.batch * in.length;
+  if (need_head) {
     const int64_t labels = static_cast<int64_t>(metadata().labels.size());
-    const MatrixRef logits = matrix(kLogits, DType::f32, labels);
-    b.linear(*classifier_, gemm_input, logits, nullptr);
-    b.synchronize();
     std::vector<float> values(static_cast<size_t>(tokens * labels));
-    b.copy_to_host(values.data(), logits.data, values.size() * sizeof(float));
+    if (tokens > 0) {
+      const MatrixRef logits = matrix(kLogits, DType::f32, labels);
+      b.linear(*classifier_, gemm_input, logits, nullptr);
+      b.synchronize();
+      b.copy_to_host(values.data(), logits.data, values.size() * sizeof(float));
+    }
     if (selection.label_ids) {
-      out.label_ids.resize(static_cast<size_t>(tokens));
+      std::vector<int32_t> label_ids(static_cast<size_t>(tokens));
       for (int64_t i = 0; i < tokens; ++i) {
         const float* row = values.data() + i * labels;
-        out.label_ids[static_cast<size_t>(i)] = static_cast<int32_t>(std::max_element(row, row + labels) - row);
+        label_ids[static_cast<size_t>(i)] = static_cast<int32_t>(std::max_element(row, row + labels) - row);
       }
+      out.label_ids = unpack(label_ids, packed, padded_tokens, 1);
     }
-    if (selection.probabilities) out.probabilities = softmax_rows(values, labels);
-    if (selection.logits) out.logits = std::move(values);
+    if (selection.probabilities) out.probabilities = unpack(softmax_rows(values, labels), packed, padded_tokens, labels);
+    if (selection.logits) out.logits = unpack(values, packed, padded_tokens, labels);
   }
   if (selection.last_hidden_state) {
-    b.synchronize();
-    out.last_hidden_state.resize(static_cast<size_t>(tokens * h));
-    b.copy_to_host(out.last_hidden_state.data(), hidden.data, out.last_hidden_state.size() * sizeof(float));
+    std::vector<float> values(static_cast<size_t>(tokens * h));
+    if (tokens > 0) {
+      b.synchronize();
+      b.copy_to_host(values.data(), hidden.data, values.size() * sizeof(float));
+    }
+    out.last_hidden_state = unpack(values, packed, padded_tokens, h);
   }
   return out;
 }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "halfserve/engine/device.h"
@@ -56,13 +57,13 @@ struct LayerNormParams {
   float eps = 1e-12f;
 };
 
-// Token ids of a padded batch, row-major [batch, length], in backend memory (int32).
-struct TokenBatch {
+// The tokens of a batch packed back to back, padding removed (backend memory, int32, [tokens] each): every op
+// works on real tokens only, so a batch of short and long rows costs what its tokens cost.
+struct PackedTokens {
   const int32_t* input_ids = nullptr;
   const int32_t* token_type_ids = nullptr;
-  const int32_t* attention_mask = nullptr;
-  int64_t batch = 0;
-  int64_t length = 0;
+  const int32_t* positions = nullptr;  // each token's position in its own sequence
+  int64_t tokens = 0;
 };
 
 struct EmbeddingTables {
@@ -71,14 +72,18 @@ struct EmbeddingTables {
   DeviceTensor token_type;  // [type_vocab, hidden]
 };
 
-// Multi-head self-attention over a fused projection qkv = [Q | K | V] (f32 [batch*length, 3*hidden]).
-// Keys whose attention_mask is 0 get −10000 added to their scores, in fp32, before the softmax.
+// Multi-head self-attention of each sequence over its own tokens, from a fused projection qkv = [Q | K | V]
+// ([tokens, 3*hidden], f32 or bf16). Sequence s holds packed tokens [sequence_offsets[s], sequence_offsets[s+1]).
+// Scores, the mask and the softmax are fp32; keys whose key_mask is 0 (a row whose mask has holes) get −10000
+// added to their scores.
 struct AttentionArgs {
-  const float* qkv = nullptr;
-  TokenBatch tokens;
+  const void* qkv = nullptr;
+  DType qkv_dtype = DType::f32;
+  std::span<const int64_t> sequence_offsets;  // host memory, sequences + 1 entries
+  const int32_t* key_mask = nullptr;          // backend memory, [tokens]; null when every key is real
   int64_t num_heads = 0;
   int64_t head_size = 0;
-  MatrixRef context;  // [batch*length, hidden], f32 or bf16
+  MatrixRef context;  // [tokens, hidden], same dtype as qkv
 };
 
 class Backend {
@@ -103,8 +108,8 @@ class Backend {
   virtual void linear(const LinearWeights& weights, const MatrixRef& src, const MatrixRef& dst,
                       const float* residual) = 0;
 
-  // dst = LayerNorm(word[id] + position[column] + token_type[type]); dst_low, when given, gets a bf16 copy.
-  virtual void embed_layer_norm(const TokenBatch& tokens, const EmbeddingTables& tables, const LayerNormParams& norm,
+  // dst = LayerNorm(word[id] + position[position] + token_type[type]); dst_low, when given, gets a bf16 copy.
+  virtual void embed_layer_norm(const PackedTokens& tokens, const EmbeddingTables& tables, const LayerNormParams& norm,
                                 const MatrixRef& dst, const MatrixRef* dst_low) = 0;
   // dst = LayerNorm(src) with fp32 statistics; src and dst f32 (may alias); dst_low as above.
   virtual void layer_norm(const float* src, const LayerNormParams& norm, const MatrixRef& dst,

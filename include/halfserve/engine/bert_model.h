@@ -72,6 +72,9 @@ class BertModel {
   const BertConfig& config() const { return model_->metadata.config; }
   Precision precision() const { return precision_; }
   DType compute_dtype() const { return compute_dtype_; }
+  // The type of the activations between GEMMs (Q, K, V, attention context, FFN intermediate): bf16 when the GEMMs
+  // run in bf16, f32 otherwise. Residual sums and LayerNorm outputs are always f32.
+  DType activation_dtype() const { return activation_dtype_; }
   const Backend& backend() const { return *backend_; }
   // "fp16 weights computed as F32 GEMMs on cpu: oneDNN 2.6.3, avx512_core_bf16, 2 threads"
   std::string describe() const;
@@ -82,6 +85,7 @@ class BertModel {
   std::shared_ptr<Backend> backend_;
   Precision precision_;
   DType compute_dtype_;
+  DType activation_dtype_;
   EmbeddingTables embeddings_;
   DeviceTensor embedding_norm_gamma_, embedding_norm_beta_;
   std::vector<std::unique_ptr<Layer>> layers_;

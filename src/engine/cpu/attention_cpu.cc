@@ -1,10 +1,10 @@
 #include <algorithm>
 #include <cmath>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
 #include "halfserve/util/error.h"
-#include "halfserve/util/half.h"
 
 namespace halfserve::cpu {
 
@@ -21,9 +21,22 @@ constexpr int64_t kScoreBudgetBytes = 8 << 20;
 // Mask arithmetic in fp32; −10000 as in google-research BERT (exp underflows to exactly 0 either way).
 constexpr float kMaskedScore = -10000.0f;
 
-// Distinct (sequences, length) shapes whose primitives are kept; the handles are reference-counted, so a
-// reset never invalidates primitives in use.
-constexpr size_t kMaxCachedAttentionShapes = 512;
+// Distinct attention shapes whose primitives are kept; the handles are reference-counted, so a reset never
+// invalidates primitives in use.
+constexpr size_t kMaxCachedAttentionShapes = 1024;
+
+// Q, K and V of `sequences` consecutive sequences of `length` tokens, read in place from the fused projection:
+// [sequence, position, head, d] viewed as [sequence, head, position, d] through strides (no transpose pass).
+dnnl::memory::desc qkv_view(int64_t sequences, int64_t length, int64_t heads, int64_t head_size, DType dtype, bool transposed) {
+  const int64_t row = 3 * heads * head_size;
+  return transposed ? dnnl::memory::desc({sequences, heads, head_size, length}, dnnl_type(dtype), dims{length * row, head_size, 1, row})
+                    : dnnl::memory::desc({sequences, heads, length, head_size}, dnnl_type(dtype), dims{length * row, head_size, row, 1});
+}
+
+dnnl::memory::desc context_view(int64_t sequences, int64_t length, int64_t heads, int64_t head_size, DType dtype) {
+  const int64_t hidden = heads * head_size;
+  return dnnl::memory::desc({sequences, heads, length, head_size}, dnnl_type(dtype), dims{length * hidden, head_size, hidden, 1});
+}
 
 }  // namespace
 
@@ -32,90 +45,96 @@ CpuBackend::AttentionPrimitives CpuBackend::attention_primitives(const Attention
   auto it = attention_cache_.find(key);
   if (it != attention_cache_.end()) return it->second;
   if (attention_cache_.size() >= kMaxCachedAttentionShapes) attention_cache_.clear();
-  const auto [sequences, length, heads, head_size] = key;
-  const int64_t hidden = heads * head_size;
-  const int64_t qkv_row = 3 * hidden;
+  const auto [sequences, length, heads, head_size, dtype, masked] = key;
   auto& engine = cpu_engine();
 
-  // Q and K are read in place from the fused projection: [sequence, position, head, d] viewed as
-  // [sequence, head, position, d] through strides, so no transpose pass is needed.
-  const dnnl::memory::desc query({sequences, heads, length, head_size}, dt::f32,
-                                 dims{length * qkv_row, head_size, qkv_row, 1});
-  const dnnl::memory::desc key_t({sequences, heads, head_size, length}, dt::f32,
-                                 dims{length * qkv_row, head_size, 1, qkv_row});
+  // scores = Q·Kᵀ / sqrt(d) (+ mask), accumulated and kept in fp32 whatever Q and K are.
   const dnnl::memory::desc scores({sequences, heads, length, length}, dt::f32, tag::abcd);
-  const dnnl::memory::desc mask({sequences, 1, 1, length}, dt::f32, tag::abcd);
-  dnnl::post_ops score_ops;
-  score_ops.append_binary(dnnl::algorithm::binary_add, mask);
   dnnl::primitive_attr score_attr;
   score_attr.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(head_size))});
-  score_attr.set_post_ops(score_ops);
-  dnnl::matmul score_primitive(
-      dnnl::matmul::primitive_desc(dnnl::matmul::desc(query, key_t, scores), score_attr, engine));
+  if (masked) {
+    dnnl::post_ops score_ops;
+    score_ops.append_binary(dnnl::algorithm::binary_add, {{sequences, 1, 1, length}, dt::f32, tag::abcd});
+    score_attr.set_post_ops(score_ops);
+  }
+  dnnl::matmul score_primitive(dnnl::matmul::primitive_desc(
+      dnnl::matmul::desc(qkv_view(sequences, length, heads, head_size, dtype, false),
+                         qkv_view(sequences, length, heads, head_size, dtype, true), scores),
+      score_attr, engine));
 
-  dnnl::softmax_forward softmax_primitive(dnnl::softmax_forward::primitive_desc(
-      dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, scores, 3), engine));
+  // The softmax reads fp32 scores and writes probabilities in the activation type for the second GEMM.
+  const dnnl::memory::desc probabilities({sequences, heads, length, length}, dnnl_type(dtype), tag::abcd);
+  dnnl::softmax_v2_forward softmax_primitive(dnnl::softmax_v2_forward::primitive_desc(
+      dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::softmax_accurate, scores,
+                                     probabilities, 3),
+      engine));
 
-  const dnnl::memory::desc value({sequences, heads, length, head_size}, dt::f32,
-                                 dims{length * qkv_row, head_size, qkv_row, 1});
-  const dnnl::memory::desc context({sequences, heads, length, head_size}, dt::f32,
-                                   dims{length * hidden, head_size, hidden, 1});
-  dnnl::matmul context_primitive(dnnl::matmul::primitive_desc(dnnl::matmul::desc(scores, value, context), engine));
+  dnnl::matmul context_primitive(dnnl::matmul::primitive_desc(
+      dnnl::matmul::desc(probabilities, qkv_view(sequences, length, heads, head_size, dtype, false),
+                         context_view(sequences, length, heads, head_size, dtype)),
+      engine));
 
   return attention_cache_.emplace(key, AttentionPrimitives{score_primitive, softmax_primitive, context_primitive})
       .first->second;
 }
 
 void CpuBackend::attention(const AttentionArgs& args) {
-  const TokenBatch& t = args.tokens;
-  const int64_t heads = args.num_heads, head_size = args.head_size, length = t.length;
-  const int64_t hidden = heads * head_size;
-  if (args.context.cols != hidden || args.context.rows != t.batch * length)
-    throw Error("attention context has the wrong shape");
-  if (t.batch == 0) return;
-  const int64_t per_sequence = heads * length * length * static_cast<int64_t>(sizeof(float));
-  const int64_t chunk = std::clamp<int64_t>(kScoreBudgetBytes / per_sequence, 1, t.batch);
-
-  // Per-thread scratch, grown once and reused: no allocation per call in steady state.
-  thread_local std::vector<float> score_buffer, mask_buffer, context_buffer;
-  score_buffer.resize(static_cast<size_t>(chunk * heads * length * length));
-  mask_buffer.resize(static_cast<size_t>(chunk * length));
-  // oneDNN 2.6 has no f32 x f32 -> bf16 matmul: a bf16 context is computed in f32 and narrowed per chunk.
-  const bool narrow = args.context.dtype == DType::bf16;
-  if (narrow) context_buffer.resize(static_cast<size_t>(chunk * length * hidden));
-  else if (args.context.dtype != DType::f32) throw Error("attention context must be F32 or BF16");
+  const int64_t heads = args.num_heads, head_size = args.head_size, hidden = heads * head_size;
+  const DType dtype = args.qkv_dtype;
+  if (dtype != DType::f32 && dtype != DType::bf16) throw Error("attention runs on F32 or BF16 activations");
+  if (args.context.dtype != dtype || args.context.cols != hidden) throw Error("attention context has the wrong shape or type");
+  const auto& offsets = args.sequence_offsets;
+  if (offsets.empty()) return;
+  if (args.context.rows != offsets.back()) throw Error("attention context rows do not match the tokens");
 
   auto& engine = cpu_engine();
   auto& stream = thread_stream();
-  for (int64_t first = 0; first < t.batch; first += chunk) {
-    const int64_t count = std::min(chunk, t.batch - first);
-    const auto primitives = attention_primitives({count, length, heads, head_size});
-    for (int64_t i = 0; i < count * length; ++i)
-      mask_buffer[static_cast<size_t>(i)] = t.attention_mask[first * length + i] != 0 ? 0.0f : kMaskedScore;
+  const size_t element = dtype_size(dtype);
+  // Per-thread scratch, grown once and reused: no allocation per call in steady state.
+  thread_local std::vector<float> score_buffer, mask_buffer;
+  thread_local std::vector<std::byte> probability_buffer;
 
-    float* qkv = const_cast<float*>(args.qkv) + first * length * 3 * hidden;
-    dnnl::memory scores({{count, heads, length, length}, dt::f32, tag::abcd}, engine, score_buffer.data());
-    dnnl::memory mask({{count, 1, 1, length}, dt::f32, tag::abcd}, engine, mask_buffer.data());
-    const dims qkv_strides{length * 3 * hidden, head_size, 3 * hidden, 1};
-    dnnl::memory query({{count, heads, length, head_size}, dt::f32, qkv_strides}, engine, qkv);
-    dnnl::memory key_t({{count, heads, head_size, length}, dt::f32, dims{length * 3 * hidden, head_size, 1, 3 * hidden}},
-                       engine, qkv + hidden);
-    dnnl::memory value({{count, heads, length, head_size}, dt::f32, qkv_strides}, engine, qkv + 2 * hidden);
-    float* context_f32 = narrow ? context_buffer.data() : static_cast<float*>(args.context.data) + first * length * hidden;
-    dnnl::memory context({{count, heads, length, head_size}, dt::f32, dims{length * hidden, head_size, hidden, 1}},
-                         engine, context_f32);
-
-    primitives.scores.execute(stream, {{DNNL_ARG_SRC, query}, {DNNL_ARG_WEIGHTS, key_t}, {DNNL_ARG_DST, scores},
-                                       {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, mask}});
-    primitives.softmax.execute(stream, {{DNNL_ARG_SRC, scores}, {DNNL_ARG_DST, scores}});
-    primitives.context.execute(stream, {{DNNL_ARG_SRC, scores}, {DNNL_ARG_WEIGHTS, value}, {DNNL_ARG_DST, context}});
-    if (narrow) {
-      stream.wait();
-      uint16_t* destination = static_cast<uint16_t*>(args.context.data) + first * length * hidden;
-      const int64_t elements = count * length * hidden;
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < elements; ++i) destination[i] = float_to_bfloat16(context_f32[i]);
+  // Runs of consecutive sequences of equal length share one call (a full-length batch is one run); a ragged
+  // batch costs one call per distinct run, each on its real length only.
+  const size_t sequences = offsets.size() - 1;
+  for (size_t first = 0; first < sequences;) {
+    const int64_t length = offsets[first + 1] - offsets[first];
+    if (length == 0) {
+      ++first;
+      continue;
     }
+    const int64_t per_sequence = heads * length * length * static_cast<int64_t>(sizeof(float));
+    const auto budget = static_cast<size_t>(std::max<int64_t>(1, kScoreBudgetBytes / per_sequence));
+    size_t count = 1;
+    while (first + count < sequences && count < budget && offsets[first + count + 1] - offsets[first + count] == length) ++count;
+    const auto n = static_cast<int64_t>(count);
+    const int64_t token = offsets[first];
+    const bool masked = args.key_mask != nullptr;
+    const auto primitives = attention_primitives({n, length, heads, head_size, dtype, masked});
+
+    score_buffer.resize(static_cast<size_t>(n * heads * length * length));
+    probability_buffer.resize(score_buffer.size() * element);
+    dnnl::memory scores({{n, heads, length, length}, dt::f32, tag::abcd}, engine, score_buffer.data());
+    dnnl::memory probabilities({{n, heads, length, length}, dnnl_type(dtype), tag::abcd}, engine, probability_buffer.data());
+    auto* qkv = const_cast<std::byte*>(static_cast<const std::byte*>(args.qkv)) + token * 3 * hidden * static_cast<int64_t>(element);
+    dnnl::memory query(qkv_view(n, length, heads, head_size, dtype, false), engine, qkv);
+    dnnl::memory key_t(qkv_view(n, length, heads, head_size, dtype, true), engine, qkv + hidden * element);
+    dnnl::memory value(qkv_view(n, length, heads, head_size, dtype, false), engine, qkv + 2 * hidden * element);
+    dnnl::memory context(context_view(n, length, heads, head_size, dtype), engine,
+                         static_cast<std::byte*>(args.context.data) + token * hidden * static_cast<int64_t>(element));
+
+    std::unordered_map<int, dnnl::memory> score_args = {{DNNL_ARG_SRC, query}, {DNNL_ARG_WEIGHTS, key_t}, {DNNL_ARG_DST, scores}};
+    if (masked) {
+      mask_buffer.resize(static_cast<size_t>(n * length));
+      for (int64_t i = 0; i < n * length; ++i)
+        mask_buffer[static_cast<size_t>(i)] = args.key_mask[token + i] != 0 ? 0.0f : kMaskedScore;
+      score_args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
+          dnnl::memory({{n, 1, 1, length}, dt::f32, tag::abcd}, engine, mask_buffer.data());
+    }
+    primitives.scores.execute(stream, score_args);
+    primitives.softmax.execute(stream, {{DNNL_ARG_SRC, scores}, {DNNL_ARG_DST, probabilities}});
+    primitives.context.execute(stream, {{DNNL_ARG_SRC, probabilities}, {DNNL_ARG_WEIGHTS, value}, {DNNL_ARG_DST, context}});
+    first += count;
   }
   stream.wait();
 }

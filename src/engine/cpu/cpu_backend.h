@@ -32,7 +32,7 @@ class CpuBackend final : public Backend {
   std::unique_ptr<LinearWeights> prepare_linear(const TensorView& weight, const TensorView& bias,
                                                 const LinearSpec& spec, const TensorView* weight_scales) override;
   void linear(const LinearWeights& weights, const MatrixRef& src, const MatrixRef& dst, const float* residual) override;
-  void embed_layer_norm(const TokenBatch& tokens, const EmbeddingTables& tables, const LayerNormParams& norm,
+  void embed_layer_norm(const PackedTokens& tokens, const EmbeddingTables& tables, const LayerNormParams& norm,
                         const MatrixRef& dst, const MatrixRef* dst_low) override;
   void layer_norm(const float* src, const LayerNormParams& norm, const MatrixRef& dst, const MatrixRef* dst_low) override;
   void attention(const AttentionArgs& args) override;
@@ -40,10 +40,11 @@ class CpuBackend final : public Backend {
  private:
   struct AttentionPrimitives {
     dnnl::matmul scores;
-    dnnl::softmax_forward softmax;
+    dnnl::softmax_v2_forward softmax;
     dnnl::matmul context;
   };
-  using AttentionKey = std::tuple<int64_t, int64_t, int64_t, int64_t>;  // sequences, length, heads, head size
+  // sequences, length, heads, head size, activation dtype, key mask
+  using AttentionKey = std::tuple<int64_t, int64_t, int64_t, int64_t, DType, bool>;
   AttentionPrimitives attention_primitives(const AttentionKey& key);
 
   int threads_;

@@ -71,12 +71,12 @@ void CpuBackend::layer_norm(const float* src, const LayerNormParams& norm, const
     normalize_row(src + r * cols, cols, norm, out + r * cols, out_low != nullptr ? out_low + r * cols : nullptr);
 }
 
-void CpuBackend::embed_layer_norm(const TokenBatch& tokens, const EmbeddingTables& tables, const LayerNormParams& norm,
+void CpuBackend::embed_layer_norm(const PackedTokens& tokens, const EmbeddingTables& tables, const LayerNormParams& norm,
                                   const MatrixRef& dst, const MatrixRef* dst_low) {
   check_low(dst, dst_low);
   const int64_t cols = dst.cols;
-  const int64_t rows = tokens.batch * tokens.length;
-  if (rows != dst.rows) throw Error("embedding output rows do not match the batch");
+  const int64_t rows = tokens.tokens;
+  if (rows != dst.rows) throw Error("embedding output rows do not match the tokens");
   auto* out = static_cast<float*>(dst.data);
   auto* out_low = dst_low != nullptr ? static_cast<uint16_t*>(dst_low->data) : nullptr;
 #pragma omp parallel
@@ -86,7 +86,7 @@ void CpuBackend::embed_layer_norm(const TokenBatch& tokens, const EmbeddingTable
     for (int64_t r = 0; r < rows; ++r) {
       std::fill(sum.begin(), sum.end(), 0.0f);
       accumulate_row(tables.word, tokens.input_ids[r], cols, sum.data());
-      accumulate_row(tables.position, r % tokens.length, cols, sum.data());
+      accumulate_row(tables.position, tokens.positions[r], cols, sum.data());
       accumulate_row(tables.token_type, tokens.token_type_ids[r], cols, sum.data());
       normalize_row(sum.data(), cols, norm, out + r * cols, out_low != nullptr ? out_low + r * cols : nullptr);
     }
