@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <exception>
 #include <cmath>
 #include <unordered_map>
 #include <vector>
@@ -87,15 +88,13 @@ void CpuBackend::attention(const AttentionArgs& args) {
   if (offsets.empty()) return;
   if (args.context.rows != offsets.back()) throw Error("attention context rows do not match the tokens");
 
-  auto& engine = cpu_engine();
-  auto& stream = thread_stream();
-  const size_t element = dtype_size(dtype);
-  // Per-thread scratch, grown once and reused: no allocation per call in steady state.
-  thread_local std::vector<float> score_buffer, mask_buffer;
-  thread_local std::vector<std::byte> probability_buffer;
-
-  // Runs of consecutive sequences of equal length share one call (a full-length batch is one run); a ragged
+  // Runs of consecutive sequences of equal length share one call (a full-length batch is a few runs); a ragged
   // batch costs one call per distinct run, each on its real length only.
+  struct Run {
+    size_t first;
+    int64_t count, length;
+  };
+  std::vector<Run> runs;
   const size_t sequences = offsets.size() - 1;
   for (size_t first = 0; first < sequences;) {
     const int64_t length = offsets[first + 1] - offsets[first];
@@ -107,35 +106,64 @@ void CpuBackend::attention(const AttentionArgs& args) {
     const auto budget = static_cast<size_t>(std::max<int64_t>(1, kScoreBudgetBytes / per_sequence));
     size_t count = 1;
     while (first + count < sequences && count < budget && offsets[first + count + 1] - offsets[first + count] == length) ++count;
-    const auto n = static_cast<int64_t>(count);
-    const int64_t token = offsets[first];
-    const bool masked = args.key_mask != nullptr;
-    const auto primitives = attention_primitives({n, length, heads, head_size, dtype, masked});
-
-    score_buffer.resize(static_cast<size_t>(n * heads * length * length));
-    probability_buffer.resize(score_buffer.size() * element);
-    dnnl::memory scores({{n, heads, length, length}, dt::f32, tag::abcd}, engine, score_buffer.data());
-    dnnl::memory probabilities({{n, heads, length, length}, dnnl_type(dtype), tag::abcd}, engine, probability_buffer.data());
-    auto* qkv = const_cast<std::byte*>(static_cast<const std::byte*>(args.qkv)) + token * 3 * hidden * static_cast<int64_t>(element);
-    dnnl::memory query(qkv_view(n, length, heads, head_size, dtype, false), engine, qkv);
-    dnnl::memory key_t(qkv_view(n, length, heads, head_size, dtype, true), engine, qkv + hidden * element);
-    dnnl::memory value(qkv_view(n, length, heads, head_size, dtype, false), engine, qkv + 2 * hidden * element);
-    dnnl::memory context(context_view(n, length, heads, head_size, dtype), engine,
-                         static_cast<std::byte*>(args.context.data) + token * hidden * static_cast<int64_t>(element));
-
-    std::unordered_map<int, dnnl::memory> score_args = {{DNNL_ARG_SRC, query}, {DNNL_ARG_WEIGHTS, key_t}, {DNNL_ARG_DST, scores}};
-    if (masked) {
-      mask_buffer.resize(static_cast<size_t>(n * length));
-      for (int64_t i = 0; i < n * length; ++i)
-        mask_buffer[static_cast<size_t>(i)] = args.key_mask[token + i] != 0 ? 0.0f : kMaskedScore;
-      score_args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
-          dnnl::memory({{n, 1, 1, length}, dt::f32, tag::abcd}, engine, mask_buffer.data());
-    }
-    primitives.scores.execute(stream, score_args);
-    primitives.softmax.execute(stream, {{DNNL_ARG_SRC, scores}, {DNNL_ARG_DST, probabilities}});
-    primitives.context.execute(stream, {{DNNL_ARG_SRC, probabilities}, {DNNL_ARG_WEIGHTS, value}, {DNNL_ARG_DST, context}});
+    runs.push_back({first, static_cast<int64_t>(count), length});
     first += count;
   }
+  // Many runs: one thread per run, each primitive single-threaded inside the parallel region (one fork-join for
+  // the whole batch instead of three per run). Few runs: each primitive uses every thread itself.
+  const bool across_runs = static_cast<int>(runs.size()) >= 2 * threads_;
+  if (across_runs) {
+    std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic)
+    for (size_t r = 0; r < runs.size(); ++r) {
+      try {
+        attend_run(args, runs[r].first, runs[r].count, runs[r].length);
+      } catch (...) {
+#pragma omp critical
+        failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
+  } else {
+    for (const Run& run : runs) attend_run(args, run.first, run.count, run.length);
+  }
+}
+
+void CpuBackend::attend_run(const AttentionArgs& args, size_t first, int64_t n, int64_t length) {
+  const int64_t heads = args.num_heads, head_size = args.head_size, hidden = heads * head_size;
+  const DType dtype = args.qkv_dtype;
+  auto& engine = cpu_engine();
+  auto& stream = thread_stream();
+  const size_t element = dtype_size(dtype);
+  // Per-thread scratch, grown once and reused: no allocation per call in steady state.
+  thread_local std::vector<float> score_buffer, mask_buffer;
+  thread_local std::vector<std::byte> probability_buffer;
+  const int64_t token = args.sequence_offsets[first];
+  const bool masked = args.key_mask != nullptr;
+  const auto primitives = attention_primitives({n, length, heads, head_size, dtype, masked});
+
+  score_buffer.resize(static_cast<size_t>(n * heads * length * length));
+  probability_buffer.resize(score_buffer.size() * element);
+  dnnl::memory scores({{n, heads, length, length}, dt::f32, tag::abcd}, engine, score_buffer.data());
+  dnnl::memory probabilities({{n, heads, length, length}, dnnl_type(dtype), tag::abcd}, engine, probability_buffer.data());
+  auto* qkv = const_cast<std::byte*>(static_cast<const std::byte*>(args.qkv)) + token * 3 * hidden * static_cast<int64_t>(element);
+  dnnl::memory query(qkv_view(n, length, heads, head_size, dtype, false), engine, qkv);
+  dnnl::memory key_t(qkv_view(n, length, heads, head_size, dtype, true), engine, qkv + hidden * element);
+  dnnl::memory value(qkv_view(n, length, heads, head_size, dtype, false), engine, qkv + 2 * hidden * element);
+  dnnl::memory context(context_view(n, length, heads, head_size, dtype), engine,
+                       static_cast<std::byte*>(args.context.data) + token * hidden * static_cast<int64_t>(element));
+
+  std::unordered_map<int, dnnl::memory> score_args = {{DNNL_ARG_SRC, query}, {DNNL_ARG_WEIGHTS, key_t}, {DNNL_ARG_DST, scores}};
+  if (masked) {
+    mask_buffer.resize(static_cast<size_t>(n * length));
+    for (int64_t i = 0; i < n * length; ++i)
+      mask_buffer[static_cast<size_t>(i)] = args.key_mask[token + i] != 0 ? 0.0f : kMaskedScore;
+    score_args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] =
+        dnnl::memory({{n, 1, 1, length}, dt::f32, tag::abcd}, engine, mask_buffer.data());
+  }
+  primitives.scores.execute(stream, score_args);
+  primitives.softmax.execute(stream, {{DNNL_ARG_SRC, scores}, {DNNL_ARG_DST, probabilities}});
+  primitives.context.execute(stream, {{DNNL_ARG_SRC, probabilities}, {DNNL_ARG_WEIGHTS, value}, {DNNL_ARG_DST, context}});
   stream.wait();
 }
 

@@ -46,6 +46,8 @@ class CpuBackend final : public Backend {
   // sequences, length, heads, head size, activation dtype, key mask
   using AttentionKey = std::tuple<int64_t, int64_t, int64_t, int64_t, DType, bool>;
   AttentionPrimitives attention_primitives(const AttentionKey& key);
+  // Attention of `count` consecutive sequences of `length` tokens, starting at sequence `first`.
+  void attend_run(const AttentionArgs& args, size_t first, int64_t count, int64_t length);
 
   int threads_;
   std::mutex attention_mutex_;
