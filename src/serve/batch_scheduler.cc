@@ -1,5 +1,7 @@
 #include "halfserve/serve/batch_scheduler.h"
 
+#include <omp.h>
+
 #include <algorithm>
 
 #include "halfserve/serve/metrics.h"
@@ -37,8 +39,9 @@ BatchScheduler::BatchScheduler(std::shared_ptr<const BertModel> model, BatchingO
       enabled_(enabled && batching.max_batch_size > 1),
       model_name_(std::move(model_name)),
       metrics_(metrics) {
-  const int64_t threads = std::max<int64_t>(1, batching_.num_batch_threads);
-  for (int64_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
+  const int64_t workers = std::max<int64_t>(1, batching_.num_batch_threads);
+  threads_per_worker_ = std::max(1, omp_get_max_threads() / static_cast<int>(workers));
+  for (int64_t i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
 }
 
 BatchScheduler::~BatchScheduler() {
@@ -94,6 +97,9 @@ std::vector<std::unique_ptr<BatchScheduler::Task>> BatchScheduler::next_batch(st
 }
 
 void BatchScheduler::work() {
+  // Workers split the cores between them instead of each starting a full OpenMP team: concurrent batches never
+  // oversubscribe the machine (OpenMP's thread count is per calling thread).
+  omp_set_num_threads(threads_per_worker_);
   Workspace workspace;  // one per worker: buffers grow to the largest batch once and are reused
   std::unique_lock lock(mutex_);
   while (true) {
