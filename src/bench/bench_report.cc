@@ -1,5 +1,6 @@
 #include "halfserve/bench/bench_report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <map>
@@ -105,7 +106,8 @@ BenchReport run_bench(const FrozenModel& model, const std::string& model_path, c
         continue;
       }
       std::vector<std::string> asked = precision_names;
-      asked.emplace_back("int8");  // peers with an int8 path report it; halfserve's own int8 is another issue
+      // Peers with an int8 path report it even when halfserve's own int8 is not timed.
+      if (std::find(asked.begin(), asked.end(), "int8") == asked.end()) asked.emplace_back("int8");
       for (auto& series : run_python_peer(peer, model_path, asked, options.grid, inputs)) {
         const GridSeries* reference = find_series(report, "halfserve", series.precision);
         if (reference == nullptr) reference = find_series(report, "halfserve", "fp32");

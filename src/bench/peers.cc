@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <random>
 
+#include "halfserve/convert/precision_cast.h"
 #include "halfserve/engine/backend.h"
 #include "halfserve/util/error.h"
 #include "halfserve/util/mapped_file.h"
@@ -79,6 +80,8 @@ GridSeries run_gemm_series(const BertConfig& c, int64_t num_labels, Precision pr
                            const GridInputs& inputs) {
   auto backend = create_backend({options.engine.device, options.engine.threads});
   const DType compute = backend->compute_dtype(precision);
+  // int8 GEMMs read and write f32 (they quantize their input themselves).
+  const DType activations = compute == DType::i8 ? DType::f32 : compute;
   GridSeries series;
   series.engine = "gemm";
   series.precision = std::string(precision_name(precision));
@@ -92,14 +95,19 @@ GridSeries run_gemm_series(const BertConfig& c, int64_t num_labels, Precision pr
     for (auto& v : w) v = normal(random);
     const TensorView weight{DType::f32, {out, in}, std::as_bytes(std::span(w))};
     const TensorView bias{DType::f32, {out}, std::as_bytes(std::span(b))};
-    return backend->prepare_linear(weight, bias, {in, out, compute, dst, std::nullopt, false});
+    const LinearSpec spec{in, out, compute, dst, std::nullopt, false};
+    if (compute != DType::i8) return backend->prepare_linear(weight, bias, spec);
+    const QuantizedWeight quantized = quantize_weight("gemm", weight, false);
+    const TensorView levels{DType::i8, {out, in}, std::as_bytes(std::span(quantized.values))};
+    const TensorView scales{DType::f32, {out}, std::as_bytes(std::span(quantized.scales))};
+    return backend->prepare_linear(levels, bias, spec, &scales);
   };
   const int64_t h = c.hidden_size, f = c.intermediate_size;
-  const auto qkv = weights(3 * h, h, DType::f32), output = weights(h, h, DType::f32), ffn_in = weights(f, h, compute),
+  const auto qkv = weights(3 * h, h, DType::f32), output = weights(h, h, DType::f32), ffn_in = weights(f, h, activations),
              ffn_out = weights(h, f, DType::f32), head = weights(std::max<int64_t>(1, num_labels), h, DType::f32);
   int64_t max_tokens = 1;
   for (const auto& cell : inputs.cells) max_tokens = std::max(max_tokens, cell.batch * cell.length);
-  const size_t element = dtype_size(compute);
+  const size_t element = dtype_size(activations);
   const int64_t widest = std::max({f, 3 * h, num_labels});  // the widest activation any of the GEMMs reads or writes
   auto src = backend->allocate(static_cast<size_t>(max_tokens * widest) * 4);
   auto dst = backend->allocate(static_cast<size_t>(max_tokens * widest) * 4);
@@ -109,12 +117,12 @@ GridSeries run_gemm_series(const BertConfig& c, int64_t num_labels, Precision pr
     auto matrix = [&](void* data, DType dtype, int64_t cols) { return MatrixRef{data, dtype, tokens, cols}; };
     auto run_once = [&] {
       for (int64_t layer = 0; layer < c.num_layers; ++layer) {
-        backend->linear(*qkv, matrix(src.get(), compute, h), matrix(dst.get(), DType::f32, 3 * h), nullptr);
-        backend->linear(*output, matrix(src.get(), compute, h), matrix(dst.get(), DType::f32, h), nullptr);
-        backend->linear(*ffn_in, matrix(src.get(), compute, h), matrix(dst.get(), compute, f), nullptr);
-        backend->linear(*ffn_out, matrix(src.get(), compute, f), matrix(dst.get(), DType::f32, h), nullptr);
+        backend->linear(*qkv, matrix(src.get(), activations, h), matrix(dst.get(), DType::f32, 3 * h), nullptr);
+        backend->linear(*output, matrix(src.get(), activations, h), matrix(dst.get(), DType::f32, h), nullptr);
+        backend->linear(*ffn_in, matrix(src.get(), activations, h), matrix(dst.get(), activations, f), nullptr);
+        backend->linear(*ffn_out, matrix(src.get(), activations, f), matrix(dst.get(), DType::f32, h), nullptr);
       }
-      backend->linear(*head, matrix(src.get(), compute, h), matrix(dst.get(), DType::f32, std::max<int64_t>(1, num_labels)), nullptr);
+      backend->linear(*head, matrix(src.get(), activations, h), matrix(dst.get(), DType::f32, std::max<int64_t>(1, num_labels)), nullptr);
       backend->synchronize();
     };
     LatencyCell cell = summarize_cell(cell_inputs, time_repeatedly(run_once, options));

@@ -73,6 +73,36 @@ TensorView concatenate_rows(const std::vector<const TensorView*>& parts, std::ve
                     std::span<const std::byte>(reinterpret_cast<const std::byte*>(storage.data()), storage.size() * sizeof(float))};
 }
 
+// Q, K and V stacked as rows of one [3·hidden, hidden] weight, so one GEMM computes all three. Float weights are
+// widened to f32; I8 weights (int8 files) stay I8, with their per-row scales stacked likewise.
+struct StackedWeight {
+  TensorView weight;
+  std::optional<TensorView> scales;
+  std::vector<float> values, scale_values;
+  std::vector<std::byte> levels;
+
+  const TensorView* scales_or_null() const { return scales ? &*scales : nullptr; }
+};
+
+StackedWeight stack_weights(const TensorStore& tensors, const std::vector<std::string>& names) {
+  StackedWeight stacked;
+  std::vector<const TensorView*> parts, scales;
+  for (const auto& name : names) parts.push_back(&tensors.at(name));
+  if (parts.front()->dtype != DType::i8) {
+    stacked.weight = concatenate_rows(parts, stacked.values);
+    return stacked;
+  }
+  int64_t rows = 0;
+  for (const TensorView* part : parts) {
+    stacked.levels.insert(stacked.levels.end(), part->data.begin(), part->data.end());
+    rows += part->shape[0];
+  }
+  stacked.weight = TensorView{DType::i8, {rows, parts.front()->shape[1]}, stacked.levels};
+  for (const auto& name : names) scales.push_back(&tensors.at(bert_names::weight_scale(name)));
+  stacked.scales = concatenate_rows(scales, stacked.scale_values);
+  return stacked;
+}
+
 std::vector<float> softmax_rows(const std::vector<float>& logits, int64_t width) {
   std::vector<float> probabilities(logits.size());
   for (size_t row = 0; row < logits.size(); row += static_cast<size_t>(width)) {
@@ -126,32 +156,36 @@ BertModel::BertModel(std::shared_ptr<const FrozenModel> model, std::shared_ptr<B
   auto spec = [&](int64_t in, int64_t out, DType dst, std::optional<Activation> activation, bool residual) {
     return LinearSpec{in, out, compute_dtype_, dst, activation, residual};
   };
-  std::vector<float> scratch;
   for (int64_t i = 0; i < c.num_layers; ++i) {
     auto layer = std::make_unique<Layer>();
     auto w = [&](const char* suffix) -> const TensorView& { return t.at(bert_names::layer(i, suffix)); };
-    // One GEMM for Q, K and V: their weights stacked as rows of a [3·hidden, hidden] matrix.
-    const TensorView qkv_weight = concatenate_rows(
-        {&w("attention.self.query.weight"), &w("attention.self.key.weight"), &w("attention.self.value.weight")}, scratch);
+    // The per-output-channel scales of an int8 file's weight `suffix`; null in other files.
+    auto scales = [&](const char* suffix) { return t.find(weight_scale(bert_names::layer(i, suffix))); };
+    const StackedWeight qkv_weight =
+        stack_weights(t, {bert_names::layer(i, "attention.self.query.weight"), bert_names::layer(i, "attention.self.key.weight"),
+                          bert_names::layer(i, "attention.self.value.weight")});
     std::vector<float> bias_scratch;
     const TensorView qkv_bias = concatenate_rows(
         {&w("attention.self.query.bias"), &w("attention.self.key.bias"), &w("attention.self.value.bias")}, bias_scratch);
-    layer->qkv = b.prepare_linear(qkv_weight, qkv_bias, spec(h, 3 * h, activation_dtype_, std::nullopt, false));
+    layer->qkv = b.prepare_linear(qkv_weight.weight, qkv_bias, spec(h, 3 * h, activation_dtype_, std::nullopt, false),
+                                  qkv_weight.scales_or_null());
     layer->attention_output = b.prepare_linear(w("attention.output.dense.weight"), w("attention.output.dense.bias"),
-                                               spec(h, h, DType::f32, std::nullopt, true));
+                                               spec(h, h, DType::f32, std::nullopt, true), scales("attention.output.dense.weight"));
     layer->intermediate = b.prepare_linear(w("intermediate.dense.weight"), w("intermediate.dense.bias"),
-                                           spec(h, f, activation_dtype_, c.activation, false));
+                                           spec(h, f, activation_dtype_, c.activation, false), scales("intermediate.dense.weight"));
     layer->output = b.prepare_linear(w("output.dense.weight"), w("output.dense.bias"),
-                                     spec(f, h, DType::f32, std::nullopt, true));
+                                     spec(f, h, DType::f32, std::nullopt, true), scales("output.dense.weight"));
     layer->attention_norm_gamma = b.upload(w("attention.output.LayerNorm.weight"), DType::f32);
     layer->attention_norm_beta = b.upload(w("attention.output.LayerNorm.bias"), DType::f32);
     layer->output_norm_gamma = b.upload(w("output.LayerNorm.weight"), DType::f32);
     layer->output_norm_beta = b.upload(w("output.LayerNorm.bias"), DType::f32);
     layers_.push_back(std::move(layer));
   }
+  // The head is never quantized (int8 files keep it fp16): it computes in the GEMM inputs' type, f32 for int8.
   if (model_->metadata.has_head())
     classifier_ = b.prepare_linear(t.at(kClassifierWeight), t.at(kClassifierBias),
-                                   spec(h, static_cast<int64_t>(model_->metadata.labels.size()), DType::f32, std::nullopt, false));
+                                   {h, static_cast<int64_t>(model_->metadata.labels.size()), activation_dtype_, DType::f32,
+                                    std::nullopt, false});
 }
 
 BertModel::~BertModel() = default;
@@ -170,8 +204,9 @@ std::shared_ptr<const BertModel> BertModel::load(const std::string& path, const 
 }
 
 std::string BertModel::describe() const {
+  const std::string scales = compute_dtype_ == DType::i8 ? " (per-channel weight scales, per-row dynamic activation scales)" : "";
   return std::string(precision_name(precision_)) + " weights computed as " + std::string(dtype_name(compute_dtype_)) +
-         " GEMMs on " + backend_->description();
+         " GEMMs" + scales + " on " + backend_->description();
 }
 
 void BertModel::validate(const InputBatch& in) const {

@@ -8,11 +8,13 @@ std::string embedding_layer_norm(const std::string& param) { return "bert.embedd
 std::string layer(int64_t index, const std::string& suffix) {
   return "bert.encoder.layer." + std::to_string(index) + "." + suffix;
 }
+std::string weight_scale(const std::string& weight_name) { return weight_name + "_scale"; }
 }  // namespace bert_names
 
-std::vector<ExpectedTensor> expected_bert_tensors(const BertConfig& c, int64_t num_labels) {
+std::vector<ExpectedTensor> expected_bert_tensors(const BertConfig& c, int64_t num_labels, Precision precision) {
   using namespace bert_names;
   const int64_t h = c.hidden_size, f = c.intermediate_size;
+  const bool quantized = precision == Precision::int8;
   std::vector<ExpectedTensor> tensors = {
       {embedding("word_embeddings"), {c.vocab_size, h}, TensorRole::embedding},
       {embedding("position_embeddings"), {c.max_positions, h}, TensorRole::embedding},
@@ -20,17 +22,26 @@ std::vector<ExpectedTensor> expected_bert_tensors(const BertConfig& c, int64_t n
       {embedding_layer_norm("weight"), {h}, TensorRole::layer_norm},
       {embedding_layer_norm("bias"), {h}, TensorRole::layer_norm},
   };
+  // An encoder weight [out, in], followed in int8 files by its scales.
+  auto add_encoder_weight = [&](const std::string& name, int64_t out, int64_t in) {
+    if (!quantized) {
+      tensors.push_back({name, {out, in}, TensorRole::weight});
+      return;
+    }
+    tensors.push_back({name, {out, in}, TensorRole::weight, DType::i8});
+    tensors.push_back({weight_scale(name), {out}, TensorRole::weight_scale, DType::f32});
+  };
   for (int64_t i = 0; i < c.num_layers; ++i) {
     for (const char* projection : {"attention.self.query", "attention.self.key", "attention.self.value",
                                    "attention.output.dense"}) {
-      tensors.push_back({layer(i, std::string(projection) + ".weight"), {h, h}, TensorRole::weight});
+      add_encoder_weight(layer(i, std::string(projection) + ".weight"), h, h);
       tensors.push_back({layer(i, std::string(projection) + ".bias"), {h}, TensorRole::bias});
     }
     tensors.push_back({layer(i, "attention.output.LayerNorm.weight"), {h}, TensorRole::layer_norm});
     tensors.push_back({layer(i, "attention.output.LayerNorm.bias"), {h}, TensorRole::layer_norm});
-    tensors.push_back({layer(i, "intermediate.dense.weight"), {f, h}, TensorRole::weight});
+    add_encoder_weight(layer(i, "intermediate.dense.weight"), f, h);
     tensors.push_back({layer(i, "intermediate.dense.bias"), {f}, TensorRole::bias});
-    tensors.push_back({layer(i, "output.dense.weight"), {h, f}, TensorRole::weight});
+    add_encoder_weight(layer(i, "output.dense.weight"), h, f);
     tensors.push_back({layer(i, "output.dense.bias"), {h}, TensorRole::bias});
     tensors.push_back({layer(i, "output.LayerNorm.weight"), {h}, TensorRole::layer_norm});
     tensors.push_back({layer(i, "output.LayerNorm.bias"), {h}, TensorRole::layer_norm});

@@ -16,6 +16,26 @@ SafetensorsLayout layout_for(const FrozenModel& model) {
   return SafetensorsLayout(std::move(tensors), metadata_to_strings(model.metadata));
 }
 
+std::string missing_tensor_message(const ExpectedTensor& expected, Precision precision) {
+  std::string message = "missing tensor " + expected.name + " " + shape_string(expected.shape);
+  if (expected.role == TensorRole::weight_scale)
+    message += " (the per-output-channel scales an " + std::string(precision_name(precision)) + " file keeps beside each I8 weight)";
+  return message;
+}
+
+void check_dtype(const ExpectedTensor& expected, const TensorView& tensor, Precision precision) {
+  const std::string found = "tensor " + expected.name + " has dtype " + std::string(dtype_name(tensor.dtype));
+  if (expected.dtype) {
+    if (tensor.dtype != *expected.dtype)
+      throw Error(found + " (expected " + std::string(dtype_name(*expected.dtype)) + " in an " +
+                  std::string(precision_name(precision)) + " file)");
+    return;
+  }
+  if (tensor.dtype != DType::f32 && tensor.dtype != DType::f16 && tensor.dtype != DType::bf16)
+    throw Error(found + " (expected F32, F16 or BF16" +
+                (precision == Precision::int8 ? std::string(": only encoder weights are I8 in an int8 file)") : ")"));
+}
+
 }  // namespace
 
 void FrozenModel::validate() const {
@@ -31,16 +51,15 @@ void FrozenModel::validate() const {
         throw Error("signature '" + signature.name + "' output '" + name + "' needs a classification head, which this model lacks");
 
   std::set<std::string> expected_names;
-  for (const auto& expected : expected_bert_tensors(m.config, static_cast<int64_t>(m.labels.size()))) {
+  const Precision precision = m.provenance.precision;
+  for (const auto& expected : expected_bert_tensors(m.config, static_cast<int64_t>(m.labels.size()), precision)) {
     expected_names.insert(expected.name);
     const TensorView* tensor = tensors.find(expected.name);
-    if (tensor == nullptr) throw Error("missing tensor " + expected.name + " " + shape_string(expected.shape));
+    if (tensor == nullptr) throw Error(missing_tensor_message(expected, precision));
     if (tensor->shape != expected.shape)
       throw Error("tensor " + expected.name + " has shape " + shape_string(tensor->shape) + ", the architecture needs " +
                   shape_string(expected.shape));
-    if (tensor->dtype != DType::f32 && tensor->dtype != DType::f16 && tensor->dtype != DType::bf16)
-      throw Error("tensor " + expected.name + " has dtype " + std::string(dtype_name(tensor->dtype)) +
-                  " (expected F32, F16 or BF16)");
+    check_dtype(expected, *tensor, precision);
   }
   for (const auto& name : tensors.names())
     if (!expected_names.count(name)) throw Error("unexpected tensor " + name + " (not part of the architecture)");

@@ -50,7 +50,7 @@ void add_bench_command(CLI::App& app, Action& run) {
       ->check(CLI::NonNegativeNumber);
   command->add_option("--sweep-batch", flags->sweep_batch, "With --target: rows per request in the sweep")->check(CLI::PositiveNumber);
   command->add_option("--sweep-length", flags->sweep_length, "With --target: tokens per row in the sweep")->check(CLI::PositiveNumber);
-  command->add_option("--precisions", flags->precisions, "Comma-separated precisions to time");
+  command->add_option("--precisions", flags->precisions, "Comma-separated precisions to time: fp32, fp16, bf16, int8");
   command->add_option("--lengths", flags->lengths, "Comma-separated sequence lengths");
   command->add_option("--batches", flags->batches, "Comma-separated batch sizes");
   command->add_option("--peer", flags->peers, "Also time a peer on the same weights and inputs (repeatable or comma-separated): "

@@ -5,11 +5,11 @@
 namespace halfserve::cli {
 
 CLI::Validator precision_validator() {
-  return CLI::IsMember({"fp32", "fp16", "bf16"});
+  return CLI::IsMember({"fp32", "fp16", "bf16", "int8"});
 }
 
 void EngineFlags::add_to(CLI::App& command) {
-  command.add_option("--precision", precision, "Compute precision: fp32, fp16 or bf16 (default: the file's)")
+  command.add_option("--precision", precision, "Compute precision: fp32, fp16, bf16 or int8 (default: the file's)")
       ->check(precision_validator());
   command.add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   command.add_option("--threads", threads, "Intra-op threads (default: all cores)")->check(CLI::NonNegativeNumber);
@@ -34,8 +34,8 @@ void add_window_flags(CLI::App& command, PunctuatorOptions& options) {
 std::vector<Precision> parse_precision_list(const std::string& text, const std::string& flag) {
   std::vector<Precision> precisions;
   for (const auto& item : CLI::detail::split(text, ',')) {
-    if (item != "fp32" && item != "fp16" && item != "bf16")
-      throw CLI::ValidationError(flag, "'" + item + "' is not fp32, fp16 or bf16");
+    if (item != "fp32" && item != "fp16" && item != "bf16" && item != "int8")
+      throw CLI::ValidationError(flag, "'" + item + "' is not fp32, fp16, bf16 or int8");
     precisions.push_back(parse_precision(item));
   }
   return precisions;

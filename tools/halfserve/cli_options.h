@@ -20,7 +20,7 @@ struct EngineFlags {
   EngineOptions options() const;
 };
 
-// CLI11 validator accepting fp32 / fp16 / bf16 (so a bad value is a usage error, exit 2).
+// CLI11 validator accepting fp32 / fp16 / bf16 / int8 (so a bad value is a usage error, exit 2).
 CLI::Validator precision_validator();
 
 // --window, --stride and --batch-size of the commands that punctuate.

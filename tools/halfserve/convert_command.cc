@@ -23,7 +23,10 @@ void add_convert_command(CLI::App& app, Action& run) {
                       "SavedModel folder, frozen GraphDef .pb, or a frozen .safetensors")
       ->required();
   command->add_option("-o,--output", flags->output, "Frozen file to write (written to a temporary name, then renamed)")->required();
-  command->add_option("--precision", flags->precision, "Weight precision: fp32, fp16 or bf16")->check(precision_validator());
+  command->add_option("--precision", flags->precision,
+                      "Weight precision: fp32, fp16, bf16 or int8 (int8: encoder weights quantized per output channel "
+                      "with F32 scales; embeddings and classifier fp16, biases and LayerNorm fp32)")
+      ->check(precision_validator());
   command->add_option("--from", flags->from, "Source format (default: detected from the content)")
       ->check(CLI::IsMember({"auto", "hf", "torch", "tf-checkpoint", "saved-model", "graphdef", "frozen"}));
   command->add_option("--head", flags->import.head_scope, "TF variable scope of the token head, e.g. whichPun");

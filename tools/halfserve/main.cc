@@ -6,7 +6,7 @@
 #include "halfserve/version.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"halfserve: convert, run and serve BERT token classifiers in fp32, fp16 and bf16"};
+  CLI::App app{"halfserve: convert, run and serve BERT token classifiers in fp32, fp16, bf16 and int8"};
   app.set_version_flag("--version", std::string("halfserve ") + halfserve::kVersion);
   app.require_subcommand(1);
   halfserve::cli::Action run;

@@ -35,8 +35,10 @@ struct MatrixRef {
 struct LinearSpec {
   int64_t in_features = 0;
   int64_t out_features = 0;
-  DType compute_dtype = DType::f32;  // type of src and of the packed weights (f32 or bf16)
-  DType dst_dtype = DType::f32;      // f32 or bf16
+  // f32 or bf16: the type of src and of the packed weights. i8: I8 weights with per-output-channel scales; src
+  // is f32, quantized per row on each call, and dst f32.
+  DType compute_dtype = DType::f32;
+  DType dst_dtype = DType::f32;  // f32 or bf16 (f32 for i8)
   std::optional<Activation> activation;
   bool add_residual = false;  // residual is f32 [rows, out_features]
 };

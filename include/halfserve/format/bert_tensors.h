@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,20 +15,28 @@ namespace bert_names {
 std::string embedding(const std::string& which);  // "word_embeddings" -> "bert.embeddings.word_embeddings.weight"
 std::string embedding_layer_norm(const std::string& param);                  // param: "weight" | "bias"
 std::string layer(int64_t index, const std::string& suffix);                 // "attention.self.query.weight"
+// An int8 weight's per-output-channel scales: "...query.weight" -> "...query.weight_scale".
+std::string weight_scale(const std::string& weight_name);
 inline const std::string kClassifierWeight = "classifier.weight";
 inline const std::string kClassifierBias = "classifier.bias";
 }  // namespace bert_names
 
 // What a tensor is for; decides how precision conversion treats it.
-enum class TensorRole : uint8_t { embedding, weight, bias, layer_norm };
+enum class TensorRole : uint8_t { embedding, weight, bias, layer_norm, weight_scale };
 
 struct ExpectedTensor {
   std::string name;
   Shape shape;
   TensorRole role;
+  // Set where the file's precision fixes the dtype (int8: I8 encoder weights and their F32 scales); unset: any
+  // float dtype.
+  std::optional<DType> dtype = std::nullopt;
 };
 
-// Every tensor a model with this architecture (and `num_labels` head outputs, 0 for none) must hold.
-std::vector<ExpectedTensor> expected_bert_tensors(const BertConfig& config, int64_t num_labels);
+// Every tensor a model with this architecture (and `num_labels` head outputs, 0 for none) must hold in a file of
+// `precision`. int8 files add, right after each encoder weight (I8), its scales (F32 [out]); the classifier
+// weight is not quantized.
+std::vector<ExpectedTensor> expected_bert_tensors(const BertConfig& config, int64_t num_labels,
+                                                  Precision precision = Precision::fp32);
 
 }  // namespace halfserve

@@ -73,6 +73,8 @@ std::string CpuBackend::description() const {
 DType CpuBackend::compute_dtype(Precision precision) const {
   // No x86 CPU before AVX512-FP16 multiplies fp16 natively, and oneDNN 2.6 has no fp16 GEMM here: fp16
   // weights are widened (exactly) to f32. bf16 runs natively where the CPU has AVX512-BF16, else as f32.
+  // int8 always runs as s8 GEMMs: oneDNN has int8 kernels for every x86 ISA it supports (VNNI makes them fastest).
+  if (precision == Precision::int8) return DType::i8;
   if (precision == Precision::bf16 && has_native_bf16()) return DType::bf16;
   return DType::f32;
 }
