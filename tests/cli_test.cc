@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "halfserve/engine/backend.h"
+#include "halfserve/util/error.h"
 #include "halfserve/format/frozen_model.h"
 #include "test_support.h"
 
@@ -378,6 +380,29 @@ TEST_F(CliTest, BenchRunsOnATinyGrid) {
                                        "--max-reps 1 --threads 1");
   EXPECT_EQ(result.exit_code, 0) << describe(result);
   EXPECT_FALSE(result.out.empty());
+}
+
+}  // namespace
+}  // namespace halfserve
+
+namespace halfserve {
+namespace {
+
+// Without a usable GPU, every command's --device cuda is a one-line error naming the device, exit 1 — serve
+// included, which must not start listening with nothing it can load.
+TEST_F(CliTest, DeviceCudaWithoutAGpuIsAClearError) {
+  try {
+    halfserve::create_backend({halfserve::Device::cuda, 0});
+    GTEST_SKIP() << "a CUDA device is present";
+  } catch (const halfserve::Error&) {
+  }
+  const fs::path base = work_ / "models";
+  fs::create_directories(base / "1");
+  fs::copy_file(*model_, base / "1" / "model.safetensors");
+  expect_failure(predict(kTwoRows, "--device cuda"), {"device cuda", "--device cpu"});
+  expect_failure(run_cli("serve --model_name m --model_base_path " + quoted(base) + " --port 0 --rest_api_port 0 --device cuda"),
+                 {"device cuda", "--device cpu"});
+  expect_failure(run_cli("bench --model " + quoted(*model_) + " --device cuda --lengths 8 --batches 1"), {"device cuda"});
 }
 
 }  // namespace

@@ -84,6 +84,24 @@ TEST_F(BenchReportTest, EverySeriesHasEveryCell) {
   EXPECT_EQ(report_->series[0].check_labels.size(), 4u * 32u);
 }
 
+TEST_F(BenchReportTest, ReducedPrecisionsAreComparedWithFp32OnEveryRealToken) {
+  const GridSeries& fp32 = report_->series[0];
+  ASSERT_EQ(fp32.precision, "fp32");
+  EXPECT_EQ(fp32.grid_labels.size(), (1u + 2u + 4u) * (8u + 16u));  // full-length rows: every token is real
+  EXPECT_FALSE(fp32.fp32_agreement.has_value());
+  for (size_t i : {1u, 2u}) {
+    const GridSeries& reduced = report_->series[i];
+    ASSERT_TRUE(reduced.fp32_agreement.has_value()) << reduced.precision;
+    EXPECT_EQ(reduced.grid_labels.size(), fp32.grid_labels.size());
+    // The tiny random model's logits are close together, so a few labels may flip; most must not.
+    EXPECT_GT(*reduced.fp32_agreement, 0.9) << reduced.precision;
+    EXPECT_LE(*reduced.fp32_agreement, 1.0);
+  }
+  EXPECT_FALSE(report_->series[3].fp32_agreement.has_value());  // gemm series have no labels
+  EXPECT_TRUE(Contains(format_markdown(*report_), "labels agree with halfserve fp32 on "));
+  EXPECT_TRUE(Contains(format_json(*report_), "fp32_label_agreement"));
+}
+
 TEST_F(BenchReportTest, MarkdownHasTheSeedLayoutAndRatios) {
   const std::string table = format_markdown(*report_);
   EXPECT_TRUE(Contains(table, "| model \\ batch | 1 | 2 | 4 |"));

@@ -39,6 +39,8 @@ std::vector<float> round_to(const std::vector<float>& values, DType dtype) {
   std::vector<float> rounded(values);
   if (dtype == DType::bf16)
     for (auto& value : rounded) value = bfloat16_to_float(float_to_bfloat16(value));
+  if (dtype == DType::f16)
+    for (auto& value : rounded) value = half_to_float(float_to_half(value));
   return rounded;
 }
 
@@ -54,16 +56,20 @@ class BackendOpsTest : public ::testing::TestWithParam<OpCase> {
     } catch (const Error& e) {
       GTEST_SKIP() << "backend " << device_name(GetParam().device) << " unavailable: " << e.what();
     }
-    if (backend_->compute_dtype(Precision::bf16) != DType::bf16 && GetParam().compute == DType::bf16)
-      GTEST_SKIP() << "this CPU has no native bf16: bf16 runs as f32 here";
+    const DType compute = GetParam().compute;
+    const Precision precision = compute == DType::bf16 ? Precision::bf16 : compute == DType::f16 ? Precision::fp16 : Precision::fp32;
+    if (backend_->compute_dtype(precision) != compute)
+      GTEST_SKIP() << "this device computes " << precision_name(precision) << " as "
+                   << dtype_name(backend_->compute_dtype(precision)) << ", not " << dtype_name(compute);
   }
 
-  // Device copy of host values in `dtype` (f32 or bf16).
+  // Device copy of host values in `dtype` (f32, bf16 or f16).
   void* to_device(const std::vector<float>& values, DType dtype) {
     auto memory = backend_->allocate(values.size() * dtype_size(dtype));
-    if (dtype == DType::bf16) {
+    if (dtype != DType::f32) {
       std::vector<uint16_t> narrowed(values.size());
-      for (size_t i = 0; i < values.size(); ++i) narrowed[i] = float_to_bfloat16(values[i]);
+      for (size_t i = 0; i < values.size(); ++i)
+        narrowed[i] = dtype == DType::bf16 ? float_to_bfloat16(values[i]) : float_to_half(values[i]);
       backend_->copy_to_device(memory.get(), narrowed.data(), narrowed.size() * 2);
     } else {
       backend_->copy_to_device(memory.get(), values.data(), values.size() * 4);
@@ -78,10 +84,11 @@ class BackendOpsTest : public ::testing::TestWithParam<OpCase> {
   std::vector<float> to_host(const void* data, size_t count, DType dtype) {
     backend_->synchronize();
     std::vector<float> values(count);
-    if (dtype == DType::bf16) {
+    if (dtype != DType::f32) {
       std::vector<uint16_t> narrowed(count);
       backend_->copy_to_host(narrowed.data(), data, count * 2);
-      for (size_t i = 0; i < count; ++i) values[i] = bfloat16_to_float(narrowed[i]);
+      for (size_t i = 0; i < count; ++i)
+        values[i] = dtype == DType::bf16 ? bfloat16_to_float(narrowed[i]) : half_to_float(narrowed[i]);
     } else {
       backend_->copy_to_host(values.data(), data, count * 4);
     }
@@ -97,6 +104,9 @@ void expect_close(const std::vector<float>& actual, const std::vector<float>& ex
   for (size_t i = 0; i < actual.size(); ++i)
     ASSERT_NEAR(actual[i], expected[i], absolute + relative * std::fabs(expected[i])) << "element " << i;
 }
+
+// Relative error of one rounding to `dtype` (with a margin), or f32's accumulation-order noise.
+double relative_rounding(DType dtype) { return dtype == DType::bf16 ? 1.0 / 128 : dtype == DType::f16 ? 1.0 / 1024 : 1e-5; }
 
 TEST_P(BackendOpsTest, Linear) {
   const DType compute = GetParam().compute;
@@ -121,8 +131,11 @@ TEST_P(BackendOpsTest, Linear) {
     const float* residual_device = variant.residual ? static_cast<const float*>(to_device(residual, DType::f32)) : nullptr;
     backend_->linear(*weights, src_ref, dst_ref, residual_device);
     const auto expected = reference_linear(src, rows, in, weight, bias, out, variant.activation, variant.residual ? &residual : nullptr);
-    // bf16 destinations round to 8 significant bits; f32 accumulation differs from double only slightly.
-    expect_close(to_host(dst_ref.data, rows * out, variant.dst), expected, variant.dst == DType::bf16 ? 1.0 / 128 : 1e-5, 1e-5);
+    // bf16 destinations round to 8 significant bits, f16 to 11; f32 accumulation differs from double only slightly.
+    // A backend may round the GEMM result before GELU and again after it (CUDA does): near GELU's flat tail that
+    // is an absolute error of about one rounding of an O(1) value.
+    const double absolute = variant.dst == DType::f32 ? 1e-5 : relative_rounding(variant.dst);
+    expect_close(to_host(dst_ref.data, rows * out, variant.dst), expected, relative_rounding(variant.dst), absolute);
   }
 }
 
@@ -135,11 +148,12 @@ TEST_P(BackendOpsTest, LayerNorm) {
   const float* gamma_device = static_cast<const float*>(to_device(gamma, DType::f32));
   const float* beta_device = static_cast<const float*>(to_device(beta, DType::f32));
   const MatrixRef dst{device_buffer(rows * cols * 4), DType::f32, rows, cols};
-  const MatrixRef low{device_buffer(rows * cols * 2), DType::bf16, rows, cols};
+  const DType low_dtype = GetParam().compute == DType::f16 ? DType::f16 : DType::bf16;
+  const MatrixRef low{device_buffer(rows * cols * 2), low_dtype, rows, cols};
   backend_->layer_norm(static_cast<const float*>(to_device(src, DType::f32)), {gamma_device, beta_device, 1e-12f}, dst, &low);
   const auto expected = reference_layer_norm(src, rows, cols, gamma, beta, 1e-12);
   expect_close(to_host(dst.data, rows * cols, DType::f32), expected, 2e-3, 2e-3);
-  expect_close(to_host(low.data, rows * cols, DType::bf16), expected, 1.0 / 128, 2e-3);
+  expect_close(to_host(low.data, rows * cols, low_dtype), expected, relative_rounding(low_dtype), 2e-3);
 }
 
 TEST_P(BackendOpsTest, EmbeddingLayerNormReadsEveryTableType) {
@@ -204,14 +218,16 @@ TEST_P(BackendOpsTest, AttentionOfPackedSequencesOfEveryLength) {
     backend_->attention({to_device(qkv, dtype), dtype, offsets, holes ? static_cast<const int32_t*>(mask_device) : nullptr, heads,
                          head_size, context});
     const auto expected = packed_reference(qkv, offsets, key_mask, heads, head_size);
-    // bf16: probabilities and context round to 8 significant bits.
-    expect_close(to_host(context.data, expected.size(), dtype), expected, dtype == DType::bf16 ? 1.0 / 64 : 1e-5,
-                 dtype == DType::bf16 ? 1e-2 : 1e-5);
+    // bf16: probabilities and context round to 8 significant bits (f16: 11).
+    expect_close(to_host(context.data, expected.size(), dtype), expected,
+                 dtype == DType::bf16 ? 1.0 / 64 : dtype == DType::f16 ? 1.0 / 256 : 1e-5,
+                 dtype == DType::bf16 ? 1e-2 : dtype == DType::f16 ? 2e-3 : 1e-5);
   }
 }
 
 std::vector<OpCase> backends_under_test() {
-  return {{Device::cpu, DType::f32}, {Device::cpu, DType::bf16}, {Device::cuda, DType::f32}, {Device::cuda, DType::bf16}};
+  return {{Device::cpu, DType::f32}, {Device::cpu, DType::bf16}, {Device::cuda, DType::f32}, {Device::cuda, DType::f16},
+          {Device::cuda, DType::bf16}};
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, BackendOpsTest, ::testing::ValuesIn(backends_under_test()), case_name);

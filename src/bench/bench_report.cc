@@ -97,6 +97,15 @@ BenchReport run_bench(const FrozenModel& model, const std::string& model_path, c
     report.series.push_back(run_halfserve_series(model, precision, options.grid, inputs));
     precision_names.emplace_back(precision_name(precision));
   }
+  // How far each reduced precision's labels move from fp32's, over every real token the grid ran.
+  if (const GridSeries* fp32 = find_series(report, "halfserve", "fp32"); fp32 != nullptr && !fp32->grid_labels.empty()) {
+    for (auto& series : report.series) {
+      if (&series == fp32 || series.grid_labels.size() != fp32->grid_labels.size()) continue;
+      size_t same = 0;
+      for (size_t i = 0; i < series.grid_labels.size(); ++i) same += series.grid_labels[i] == fp32->grid_labels[i];
+      series.fp32_agreement = static_cast<double>(same) / static_cast<double>(series.grid_labels.size());
+    }
+  }
   for (const auto& peer : options.peers) {
     try {
       if (peer == "gemm") {
@@ -155,6 +164,9 @@ std::string format_markdown(const BenchReport& report) {
             << " % of fp32)";
     }
     if (series.peak_rss) out << "; peak RSS " << format_mb(*series.peak_rss);
+    if (series.fp32_agreement)
+      out << "; labels agree with halfserve fp32 on " << std::fixed << std::setprecision(2) << 100 * *series.fp32_agreement
+          << " % of the grid's " << series.grid_labels.size() << " real tokens";
     if (series.label_agreement)
       out << "; labels agree with halfserve on " << std::fixed << std::setprecision(2) << 100 * *series.label_agreement
           << " % of check positions";
@@ -207,6 +219,7 @@ std::string format_json(const BenchReport& report) {
     if (series.file_size) entry["file_size"] = *series.file_size;
     if (series.peak_rss) entry["peak_rss"] = *series.peak_rss;
     if (series.label_agreement) entry["label_agreement"] = *series.label_agreement;
+    if (series.fp32_agreement) entry["fp32_label_agreement"] = *series.fp32_agreement;
     entry["cells"] = nlohmann::ordered_json::array();
     for (const auto& cell : series.cells)
       entry["cells"].push_back({{"length", cell.length}, {"batch", cell.batch}, {"median_ms", cell.median_ms}, {"p90_ms", cell.p90_ms},

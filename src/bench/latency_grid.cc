@@ -175,8 +175,16 @@ GridSeries run_halfserve_series(const FrozenModel& model, Precision precision, c
   const OutputSelection outputs{head, head, !head, false};
   if (head) series.check_labels = engine->run(inputs.check, {false, true, false, false}, workspace).label_ids;
   for (const InputBatch& cell_inputs : inputs.cells) {
-    LatencyCell cell = summarize_cell(
-        cell_inputs, time_repeatedly([&] { engine->run(cell_inputs, outputs, workspace); }, options));
+    // The warm-up run's labels are kept (real tokens only), so precisions can be compared on the whole grid.
+    bool first_run = true;
+    auto run_once = [&] {
+      const OutputBatch out = engine->run(cell_inputs, outputs, workspace);
+      if (!first_run || !head) return;
+      first_run = false;
+      for (size_t i = 0; i < out.label_ids.size(); ++i)
+        if (cell_inputs.attention_mask.empty() || cell_inputs.attention_mask[i] != 0) series.grid_labels.push_back(out.label_ids[i]);
+    };
+    LatencyCell cell = summarize_cell(cell_inputs, time_repeatedly(run_once, options));
     if (options.progress)
       options.progress("halfserve " + series.precision + " len " + std::to_string(cell.length) + " batch " +
                        std::to_string(cell.batch) + ": median " + std::to_string(cell.median_ms) + " ms over " +

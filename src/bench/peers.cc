@@ -150,17 +150,24 @@ std::vector<GridSeries> run_python_peer(const std::string& peer, const std::stri
     }
   } cleanup{work};
 
-  // The peer's Python environment (created on first use).
-  const std::string group = peer == "tensorflow" ? "tf" : "peers";
-  const ChildResult environment =
-      run_child({"bash", (root / "scripts" / "python-env.sh").string(), group}, (work / "python").string());
-  if (environment.exit_code != 0)
-    throw Error("peer " + peer + ": its Python environment (scripts/python-env.sh " + group + ") could not be created" +
-                (environment.exit_code == 77 ? " (no PyPI access?)" : ""));
-  const std::string python = trimmed(read_file_bounded((work / "python").string(), 4096));
+  // The peer's Python environment (created on first use), unless HALFSERVE_PEER_PYTHON names a Python that has
+  // the peer's packages already (a GPU machine's own PyTorch, for one).
+  std::string python;
+  if (const char* given = std::getenv("HALFSERVE_PEER_PYTHON"); given != nullptr && *given != '\0') {
+    python = given;
+  } else {
+    const std::string group = peer == "tensorflow" ? "tf" : "peers";
+    const ChildResult environment =
+        run_child({"bash", (root / "scripts" / "python-env.sh").string(), group}, (work / "python").string());
+    if (environment.exit_code != 0)
+      throw Error("peer " + peer + ": its Python environment (scripts/python-env.sh " + group + ") could not be created" +
+                  (environment.exit_code == 77 ? " (no PyPI access?)" : ""));
+    python = trimmed(read_file_bounded((work / "python").string(), 4096));
+  }
 
   json request = {{"precisions", precisions},
                   {"threads", options.engine.threads},
+                  {"device", std::string(device_name(options.engine.device))},
                   {"seconds_per_cell", options.seconds_per_cell},
                   {"min_repetitions", options.min_repetitions},
                   {"max_repetitions", options.max_repetitions},

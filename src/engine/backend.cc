@@ -1,6 +1,9 @@
 #include "halfserve/engine/backend.h"
 
 #include "engine/cpu/cpu_backend.h"
+#ifdef HALFSERVE_WITH_CUDA
+#include "engine/cuda/cuda_backend.h"
+#endif
 #include "halfserve/util/error.h"
 
 namespace halfserve {
@@ -10,7 +13,11 @@ std::shared_ptr<Backend> create_backend(const BackendOptions& options) {
     case Device::cpu:
       return std::make_shared<cpu::CpuBackend>(options.threads);
     case Device::cuda:
-      throw Error("device cuda: this halfserve build has no CUDA backend (use --device cpu)");
+#ifdef HALFSERVE_WITH_CUDA
+      return std::make_shared<cuda::CudaBackend>(0);
+#else
+      throw Error("device cuda: this halfserve build has no CUDA backend (nvcc was not found at build time; use --device cpu)");
+#endif
   }
   throw Error("unknown device");
 }

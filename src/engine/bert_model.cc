@@ -140,7 +140,8 @@ BertModel::BertModel(std::shared_ptr<const FrozenModel> model, std::shared_ptr<B
     : model_(std::move(model)), backend_(std::move(backend)), precision_(precision) {
   model_->validate();
   compute_dtype_ = backend_->compute_dtype(precision_);
-  activation_dtype_ = compute_dtype_ == DType::bf16 ? DType::bf16 : DType::f32;
+  // 16-bit GEMMs read and write 16-bit activations; f32 and int8 GEMMs (int8 quantizes each row itself) read f32.
+  activation_dtype_ = compute_dtype_ == DType::bf16 || compute_dtype_ == DType::f16 ? compute_dtype_ : DType::f32;
   const BertConfig& c = model_->metadata.config;
   const TensorStore& t = model_->tensors;
   Backend& b = *backend_;
@@ -323,6 +324,8 @@ OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selectio
     }
     out.last_hidden_state = unpack(values, packed, padded_tokens, h);
   }
+  // Nothing stays queued on a device after run() returns, even when no output was read back.
+  b.synchronize();
   return out;
 }
 

@@ -6,6 +6,7 @@
 
 #include "cli_options.h"
 #include "commands.h"
+#include "halfserve/engine/backend.h"
 #include "halfserve/serve/server.h"
 #include "halfserve/version.h"
 
@@ -68,6 +69,9 @@ void add_serve_command(CLI::App& app, Action& run) {
                            ? std::vector<ServedModelConfig>{{flags->model_name, flags->model_base_path, {}, {}}}
                            : read_model_config_file(flags->model_config_file);
       options.manager.engine = flags->engine.options();
+      // A device that cannot work (--device cuda without a GPU) stops the server before it listens, rather than
+      // leaving it up with every version failing to load.
+      create_backend({options.manager.engine.device, options.manager.engine.threads});
       options.manager.batching_enabled = flags->enable_batching;
       if (!flags->batching_parameters_file.empty())
         options.manager.batching = read_batching_parameters_file(flags->batching_parameters_file);

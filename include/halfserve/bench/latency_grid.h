@@ -54,6 +54,8 @@ struct GridSeries {
   std::optional<uint64_t> peak_rss;    // bytes
   std::optional<double> label_agreement;  // share of unpadded check positions labelled as halfserve labels them
   std::vector<int32_t> check_labels;      // [check rows, check length]
+  std::vector<int32_t> grid_labels;       // halfserve: labels of every real token of every cell, in grid order
+  std::optional<double> fp32_agreement;   // halfserve below fp32: share of grid_labels equal to fp32's
   std::string skipped;                    // why the engine did not run this precision
 
   const LatencyCell* find(int64_t length, int64_t batch) const;

@@ -35,10 +35,10 @@ struct MatrixRef {
 struct LinearSpec {
   int64_t in_features = 0;
   int64_t out_features = 0;
-  // f32 or bf16: the type of src and of the packed weights. i8: I8 weights with per-output-channel scales; src
+  // f32, bf16 or f16 (CUDA): the type of src and of the packed weights. i8: I8 weights with per-output-channel scales; src
   // is f32, quantized per row on each call, and dst f32.
   DType compute_dtype = DType::f32;
-  DType dst_dtype = DType::f32;  // f32 or bf16 (f32 for i8)
+  DType dst_dtype = DType::f32;  // f32 or the 16-bit compute type (f32 for i8)
   std::optional<Activation> activation;
   bool add_residual = false;  // residual is f32 [rows, out_features]
 };
@@ -110,7 +110,8 @@ class Backend {
   virtual void linear(const LinearWeights& weights, const MatrixRef& src, const MatrixRef& dst,
                       const float* residual) = 0;
 
-  // dst = LayerNorm(word[id] + position[position] + token_type[type]); dst_low, when given, gets a bf16 copy.
+  // dst = LayerNorm(word[id] + position[position] + token_type[type]); dst_low, when given, gets a copy in
+  // the 16-bit activation type (bf16 on CPU, f16 or bf16 on CUDA).
   virtual void embed_layer_norm(const PackedTokens& tokens, const EmbeddingTables& tables, const LayerNormParams& norm,
                                 const MatrixRef& dst, const MatrixRef* dst_low) = 0;
   // dst = LayerNorm(src) with fp32 statistics; src and dst f32 (may alias); dst_low as above.

@@ -4,7 +4,7 @@ can print halfserve/peer ratios on the same model, weights, inputs and thread co
   run_peer.py --peer {torch|onnxruntime|openvino|ctranslate2|tensorflow} --model FROZEN.safetensors
               --request REQUEST.json --output RESULT.json
 
-REQUEST.json: {"precisions": ["fp32", "bf16", ...], "threads": 2, "seconds_per_cell": 0.5, "min_repetitions": 3,
+REQUEST.json: {"precisions": ["fp32", "bf16", ...], "threads": 2, "device": "cpu" (optional; "cuda": GPU peers only), "seconds_per_cell": 0.5, "min_repetitions": 3,
                "max_repetitions": 200, "cells": [{"length", "batch", "input_ids", "attention_mask"}, ...],
                "check": {"input_ids", "attention_mask"}}
 RESULT.json:  {"peer", "versions": {package: version}, "precisions": {precision: {"description", "cells":
@@ -159,7 +159,20 @@ def main():
               "precisions": {}}
     with tempfile.TemporaryDirectory(prefix="halfserve-peer-") as workdir:
         peer = peer_module.open_peer(model, threads, workdir)
+        device = request.get("device", "cpu")
+        off_device = None
+        if device != "cpu":
+            if hasattr(peer, "use_device"):
+                try:
+                    peer.use_device(device)
+                except Exception as error:  # PrecisionSkipped: no such device for this peer
+                    off_device = str(error)
+            else:
+                off_device = "the %s peer runs on the CPU only" % arguments.peer
         for precision in request["precisions"]:
+            if off_device:
+                result["precisions"][precision] = {"skipped": off_device}
+                continue
             try:
                 result["precisions"][precision] = run_precision(peer, precision, request)
             except Exception as error:  # one precision failing should not lose the others' timings
