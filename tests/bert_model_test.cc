@@ -196,6 +196,22 @@ TEST_P(BertModelOnDevice, RaggedBatchMatchesEachRowRunAlone) {
   }
 }
 
+// The same batch again and again gives the first run's numbers, also across a larger batch that moves the
+// workspace's buffers in between (on CUDA: op-by-op, then a recorded graph, then its replays, then re-recording).
+TEST_P(BertModelOnDevice, RepeatedBatchesReproduceTheFirstRun) {
+  const FrozenModel source = testing::tiny_model();
+  const auto model = load(source, native_half());
+  const InputBatch small = random_batch(source.metadata.config, 2, 12, 31), large = random_batch(source.metadata.config, 16, 64, 32);
+  Workspace workspace;
+  const OutputBatch first = model->run(small, {true, true, false}, workspace);
+  for (int repeat = 0; repeat < 3; ++repeat) EXPECT_EQ(model->run(small, {true, true, false}, workspace).logits, first.logits) << repeat;
+  const OutputBatch large_first = model->run(large, {true, true, false}, workspace);
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    EXPECT_EQ(model->run(small, {true, true, false}, workspace).logits, first.logits) << "after the large batch, " << repeat;
+    EXPECT_EQ(model->run(large, {true, true, false}, workspace).logits, large_first.logits) << repeat;
+  }
+}
+
 TEST_P(BertModelOnDevice, ConcurrentCallersGetIdenticalResults) {
   const FrozenModel source = testing::tiny_model();
   const auto model = load(source, native_half());

@@ -1,6 +1,7 @@
 #include "halfserve/engine/bert_model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -17,7 +18,7 @@ constexpr int64_t kMaxBatchTokens = 1 << 18;
 
 // Workspace slots; each is one activation buffer reused across layers and calls.
 enum Slot : size_t {
-  kIds, kTypes, kPositions, kKeyMask, kHidden, kHiddenLow, kQkv, kContext, kResidualSum, kIntermediate, kLogits, kSlotCount
+  kIds, kTypes, kPositions, kKeyMask, kOffsets, kHidden, kHiddenLow, kQkv, kContext, kResidualSum, kIntermediate, kLogits, kSlotCount
 };
 
 // The real tokens of a padded batch, packed back to back: each row ends after its last unmasked token (trailing
@@ -132,12 +133,17 @@ void* Workspace::buffer(size_t slot, size_t bytes, Backend& backend) {
   if (capacity < bytes || memory == nullptr) {
     memory = backend.allocate(bytes);
     capacity = bytes;
+    ++generation_;
   }
   return memory.get();
 }
 
+namespace {
+std::atomic<uint64_t> next_model_id{1};
+}  // namespace
+
 BertModel::BertModel(std::shared_ptr<const FrozenModel> model, std::shared_ptr<Backend> backend, Precision precision)
-    : model_(std::move(model)), backend_(std::move(backend)), precision_(precision) {
+    : model_(std::move(model)), backend_(std::move(backend)), precision_(precision), id_(next_model_id++) {
   model_->validate();
   compute_dtype_ = backend_->compute_dtype(precision_);
   // 16-bit GEMMs read and write 16-bit activations; f32 and int8 GEMMs (int8 quantizes each row itself) read f32.
@@ -260,11 +266,15 @@ OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selectio
   };
   const PackedTokens batch{upload(kIds, packed.ids), upload(kTypes, packed.types), upload(kPositions, packed.positions), tokens};
   const int32_t* key_mask = packed.has_holes ? upload(kKeyMask, packed.key_mask) : nullptr;
+  std::vector<int32_t> offsets32(packed.offsets.begin(), packed.offsets.end());
+  const int32_t* device_offsets = upload(kOffsets, offsets32);
 
+  // Every buffer is in place before the ops are issued: their addresses are part of what a backend may record.
   auto matrix = [&](Slot slot, DType dtype, int64_t cols) {
     return MatrixRef{ws.buffer(slot, static_cast<size_t>(std::max<int64_t>(1, tokens) * cols) * dtype_size(dtype), b), dtype,
                      tokens, cols};
   };
+  const int64_t labels = static_cast<int64_t>(metadata().labels.size());
   const MatrixRef hidden = matrix(kHidden, DType::f32, h);
   const MatrixRef hidden_low = low ? matrix(kHiddenLow, activation_dtype_, h) : MatrixRef{};
   const MatrixRef& gemm_input = low ? hidden_low : hidden;
@@ -272,16 +282,17 @@ OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selectio
   const MatrixRef context = matrix(kContext, activation_dtype_, h);
   const MatrixRef residual_sum = matrix(kResidualSum, DType::f32, h);
   const MatrixRef intermediate = matrix(kIntermediate, activation_dtype_, f);
+  const MatrixRef logits = need_head ? matrix(kLogits, DType::f32, labels) : MatrixRef{};
 
   auto norm = [&](const DeviceTensor& gamma, const DeviceTensor& beta) {
     return LayerNormParams{static_cast<const float*>(gamma.data), static_cast<const float*>(beta.data), c.layer_norm_eps};
   };
-  if (tokens > 0) {
+  auto forward = [&] {
     b.embed_layer_norm(batch, embeddings_, norm(embedding_norm_gamma_, embedding_norm_beta_), hidden,
                        low ? &hidden_low : nullptr);
     for (const auto& layer : layers_) {
       b.linear(*layer->qkv, gemm_input, qkv, nullptr);
-      b.attention({qkv.data, activation_dtype_, packed.offsets, key_mask, c.num_heads, c.head_size(), context});
+      b.attention({qkv.data, activation_dtype_, packed.offsets, key_mask, c.num_heads, c.head_size(), context, device_offsets});
       b.linear(*layer->attention_output, context, residual_sum, static_cast<const float*>(hidden.data));
       b.layer_norm(static_cast<const float*>(residual_sum.data), norm(layer->attention_norm_gamma, layer->attention_norm_beta),
                    hidden, low ? &hidden_low : nullptr);
@@ -290,6 +301,14 @@ OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selectio
       b.layer_norm(static_cast<const float*>(residual_sum.data), norm(layer->output_norm_gamma, layer->output_norm_beta),
                    hidden, low ? &hidden_low : nullptr);
     }
+    if (need_head) b.linear(*classifier_, gemm_input, logits, nullptr);
+  };
+  if (tokens > 0) {
+    // The ops and their arguments follow from the sequence lengths, mask holes and the head alone.
+    std::string shape_key = packed.has_holes ? "holes" : "dense";
+    shape_key += need_head ? "+head:" : ":";
+    for (size_t s = 1; s < packed.offsets.size(); ++s) shape_key += std::to_string(packed.offsets[s] - packed.offsets[s - 1]) + ",";
+    b.run_sequence(ws.backend_state(), {id_, shape_key, ws.generation(), tokens}, forward);
   }
 
   OutputBatch out;
@@ -297,11 +316,8 @@ OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selectio
   out.length = in.length;
   const int64_t padded_tokens = in.batch * in.length;
   if (need_head) {
-    const int64_t labels = static_cast<int64_t>(metadata().labels.size());
     std::vector<float> values(static_cast<size_t>(tokens * labels));
     if (tokens > 0) {
-      const MatrixRef logits = matrix(kLogits, DType::f32, labels);
-      b.linear(*classifier_, gemm_input, logits, nullptr);
       b.synchronize();
       b.copy_to_host(values.data(), logits.data, values.size() * sizeof(float));
     }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -86,6 +87,21 @@ struct AttentionArgs {
   int64_t num_heads = 0;
   int64_t head_size = 0;
   MatrixRef context;  // [tokens, hidden], same dtype as qkv
+  const int32_t* device_offsets = nullptr;  // optional: sequence_offsets as int32 in backend memory
+};
+
+// What a backend keeps for one caller between calls (CUDA: its recorded graphs); the caller's Workspace holds it.
+class CallerState {
+ public:
+  virtual ~CallerState() = default;
+};
+
+// A forward pass's fixed sequence of ops, described by what decides every op and argument in it.
+struct OpSequence {
+  uint64_t model_id = 0;     // the model issuing the ops (its weights)
+  std::string shape_key;     // the batch's packed shape: sequence lengths, mask holes, outputs
+  uint64_t generation = 0;   // the caller's buffers: the same generation means the same addresses
+  int64_t tokens = 0;
 };
 
 class Backend {
@@ -121,6 +137,13 @@ class Backend {
 
   // Waits for queued work (a no-op on CPU).
   virtual void synchronize() {}
+
+  // Issues `ops`. A backend may record them the first times a sequence is seen and replay the recording later
+  // (CUDA graphs: one launch instead of one per op, which is what bounds small batches on a GPU). The default
+  // simply runs them.
+  virtual void run_sequence(std::unique_ptr<CallerState>& state, const OpSequence& sequence, const std::function<void()>& ops) {
+    ops();
+  }
 };
 
 struct BackendOptions {

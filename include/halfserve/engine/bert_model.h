@@ -47,9 +47,14 @@ struct EngineOptions {
 class Workspace {
  public:
   void* buffer(size_t slot, size_t bytes, Backend& backend);
+  // Changes whenever a buffer is (re)allocated, so recordings of ops on the old addresses are not replayed.
+  uint64_t generation() const { return generation_; }
+  std::unique_ptr<CallerState>& backend_state() { return backend_state_; }
 
  private:
   std::vector<std::pair<std::shared_ptr<void>, size_t>> slots_;
+  uint64_t generation_ = 0;
+  std::unique_ptr<CallerState> backend_state_;  // declared last: destroyed before the buffers it refers to
 };
 
 // A BERT token classifier prepared on a backend: weights converted and packed once, immutable afterwards, so
@@ -90,6 +95,7 @@ class BertModel {
   DeviceTensor embedding_norm_gamma_, embedding_norm_beta_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::unique_ptr<LinearWeights> classifier_;
+  uint64_t id_;  // unique per model in this process: recorded op sequences are tied to it
 };
 
 }  // namespace halfserve

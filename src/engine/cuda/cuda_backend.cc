@@ -219,6 +219,11 @@ void CudaBackend::attention(const AttentionArgs& args) {
     if (s > 0) longest = std::max(longest, offsets[s] - offsets[s - 1]);
   }
   StreamContext& ctx = context();
+  if (args.device_offsets != nullptr) {
+    // The caller uploaded them once for all layers (and a recorded graph must not stage anything).
+    launch_attention(args, args.device_offsets, static_cast<int>(sequences), longest, ctx.stream);
+    return;
+  }
   const size_t bytes = offsets.size() * sizeof(int32_t);
   if (ctx.offsets_bytes < bytes) {
     // The old buffer may still be read by queued kernels.
@@ -228,6 +233,80 @@ void CudaBackend::attention(const AttentionArgs& args) {
   }
   stage_to_device(ctx.offsets.get(), offsets.data(), bytes);
   launch_attention(args, static_cast<const int32_t*>(ctx.offsets.get()), static_cast<int>(sequences), longest, ctx.stream);
+}
+
+namespace {
+
+// Graphs pay off where launches dominate: small batches. Larger ones run op by op.
+constexpr int64_t kMaxGraphTokens = 4096;
+constexpr size_t kMaxGraphs = 256;
+
+// One caller's recorded forward passes, by model and batch shape.
+struct GraphState final : CallerState {
+  struct Entry {
+    uint64_t generation = 0;
+    int eager_runs = 0;
+    bool failed = false;  // capture did not work for this shape: always run op by op
+    cudaGraphExec_t exec = nullptr;
+  };
+  explicit GraphState(const CudaBackend* owner) : backend(owner) {}
+  ~GraphState() override { clear(); }
+  void clear() {
+    for (auto& [key, entry] : entries)
+      if (entry.exec != nullptr) cudaGraphExecDestroy(entry.exec);
+    entries.clear();
+  }
+  const CudaBackend* backend;
+  std::unordered_map<std::string, Entry> entries;
+};
+
+}  // namespace
+
+void CudaBackend::run_sequence(std::unique_ptr<CallerState>& state, const OpSequence& sequence, const std::function<void()>& ops) {
+  if (sequence.tokens > kMaxGraphTokens) return ops();
+  auto* graphs = dynamic_cast<GraphState*>(state.get());
+  if (graphs == nullptr || graphs->backend != this) {
+    state = std::make_unique<GraphState>(this);
+    graphs = static_cast<GraphState*>(state.get());
+  }
+  if (graphs->entries.size() >= kMaxGraphs) graphs->clear();
+  GraphState::Entry& entry = graphs->entries[std::to_string(sequence.model_id) + "/" + sequence.shape_key];
+  if (entry.generation != sequence.generation) {
+    // The caller's buffers moved: a recording on the old addresses must never run again.
+    if (entry.exec != nullptr) cudaGraphExecDestroy(entry.exec);
+    entry = GraphState::Entry{sequence.generation};
+  }
+  StreamContext& ctx = context();
+  if (entry.exec != nullptr) {
+    HALFSERVE_CUDA_CHECK(cudaGraphLaunch(entry.exec, ctx.stream));
+    return;
+  }
+  // The first run of a shape goes op by op: it chooses the GEMM algorithms and sets kernel attributes, which
+  // must not happen inside a capture.
+  if (entry.failed || entry.eager_runs++ == 0) return ops();
+
+  HALFSERVE_CUDA_CHECK(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeThreadLocal));
+  bool recorded = true;
+  try {
+    ops();
+  } catch (const std::exception&) {
+    recorded = false;
+  }
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(ctx.stream, &graph);
+  cudaGraphExec_t exec = nullptr;
+  if (recorded && ended == cudaSuccess && graph != nullptr && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess) {
+    entry.exec = exec;
+  } else {
+    entry.failed = true;
+  }
+  if (graph != nullptr) cudaGraphDestroy(graph);
+  cudaGetLastError();  // a failed capture leaves no error behind for the next launch to report
+  if (entry.exec != nullptr) {
+    HALFSERVE_CUDA_CHECK(cudaGraphLaunch(entry.exec, ctx.stream));
+  } else {
+    ops();  // nothing ran during the failed capture: run for real (a genuine error is thrown from here)
+  }
 }
 
 }  // namespace halfserve::cuda

@@ -54,6 +54,8 @@ class CudaBackend final : public Backend {
   void layer_norm(const float* src, const LayerNormParams& norm, const MatrixRef& dst, const MatrixRef* dst_low) override;
   void attention(const AttentionArgs& args) override;
   void synchronize() override;
+  // Records a batch shape's forward pass as a CUDA graph the second time it is seen and replays it afterwards.
+  void run_sequence(std::unique_ptr<CallerState>& state, const OpSequence& sequence, const std::function<void()>& ops) override;
 
   cublasLtHandle_t cublas() const { return cublas_; }
   // The calling thread's stream and buffers, created on its first call.
