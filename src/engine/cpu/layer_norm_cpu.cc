@@ -1,3 +1,5 @@
+#include <immintrin.h>
+
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -43,6 +45,20 @@ void check_low(const MatrixRef& dst, const MatrixRef* dst_low) {
     throw Error("layer norm's low-precision copy must be bf16 of the same shape");
 }
 
+// fp16 rows widened 16 at a time by the CPU's own conversion (exact, subnormals included): the portable scalar
+// conversion's branches made the fp16 embedding gather the largest non-GEMM cost of int8 runs (4.7 %).
+[[gnu::target("avx512f")]]
+void add_half_row_avx512(const uint16_t* values, int64_t cols, float* acc) {
+  int64_t c = 0;
+  for (; c + 16 <= cols; c += 16) {
+    const __m512 widened = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(values + c)));
+    _mm512_storeu_ps(acc + c, _mm512_add_ps(_mm512_loadu_ps(acc + c), widened));
+  }
+  for (; c < cols; ++c) acc[c] += half_to_float(values[c]);
+}
+
+const bool cpu_has_avx512f = __builtin_cpu_supports("avx512f");
+
 // Adds row `row` of `table` (any float dtype) to `acc`.
 [[gnu::target_clones("avx512f", "avx2", "default")]]
 void accumulate_row(const DeviceTensor& table, int64_t row, int64_t cols, float* acc) {
@@ -56,6 +72,10 @@ void accumulate_row(const DeviceTensor& table, int64_t row, int64_t cols, float*
     }
     case DType::f16: {
       const uint16_t* values = static_cast<const uint16_t*>(table.data) + offset;
+      if (cpu_has_avx512f) {
+        add_half_row_avx512(values, cols, acc);
+        break;
+      }
 #pragma omp simd
       for (int64_t c = 0; c < cols; ++c) acc[c] += half_to_float(values[c]);
       break;
