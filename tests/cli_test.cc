@@ -26,7 +26,12 @@ using halfserve::testing::CommandResult;
 using halfserve::testing::run_cli;
 using nlohmann::json;
 
-std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
+std::string quoted(const fs::path& path) {
+  std::string text = "'";  // built by appending: GCC 12 warns falsely (-Wrestrict) on "'" + string
+  text += path.string();
+  text += "'";
+  return text;
+}
 
 std::string describe(const CommandResult& result) {
   return "exit " + std::to_string(result.exit_code) + "\n--- stdout:\n" + result.out.substr(0, 2000) +

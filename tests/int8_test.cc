@@ -21,6 +21,8 @@
 namespace halfserve {
 namespace {
 
+using testing::random_batch;
+
 namespace fs = std::filesystem;
 using testing::Contains;
 
@@ -364,22 +366,6 @@ TEST_F(Int8LinearTest, BadSpecsAreClearErrors) {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Whole models
-
-InputBatch random_batch(const BertConfig& config, int64_t batch, int64_t length, uint32_t seed) {
-  std::mt19937 generator(seed);
-  InputBatch in;
-  in.batch = batch;
-  in.length = length;
-  for (int64_t b = 0; b < batch; ++b) {
-    const int64_t real = std::uniform_int_distribution<int64_t>(1, length)(generator);
-    for (int64_t t = 0; t < length; ++t) {
-      in.input_ids.push_back(std::uniform_int_distribution<int32_t>(0, static_cast<int32_t>(config.vocab_size - 1))(generator));
-      in.attention_mask.push_back(t < real ? 1 : 0);
-      in.token_type_ids.push_back(std::uniform_int_distribution<int32_t>(0, 1)(generator));
-    }
-  }
-  return in;
-}
 
 TEST(Int8ModelTest, TinyModelAgreesWithFp32) {
   const FrozenModel source = testing::tiny_model();

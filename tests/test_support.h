@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "halfserve/engine/bert_model.h"
 #include "halfserve/format/frozen_model.h"
 
 namespace halfserve::testing {
@@ -41,6 +42,9 @@ class TempDir {
 // A small synthetic model (hidden 32, 4 heads, FFN 64, 64 positions, the seed's 6 labels) over the generated
 // vocabulary of `vocab_size` tokens (21128 includes CJK ideographs and ## pieces).
 FrozenModel tiny_model(uint64_t seed = 3, int64_t vocab_size = 300, int64_t layers = 2);
+
+// `batch` rows of random ids and type ids; each row's real length is uniform over 1..length, padding at the end.
+InputBatch random_batch(const BertConfig& config, int64_t batch, int64_t length, uint32_t seed);
 
 struct CommandResult {
   int exit_code = -1;
