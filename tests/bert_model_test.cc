@@ -196,6 +196,20 @@ TEST_P(BertModelOnDevice, RepeatedBatchesReproduceTheFirstRun) {
     EXPECT_EQ(model->run(small, {true, true, false}, workspace).logits, first.logits) << "after the large batch, " << repeat;
     EXPECT_EQ(model->run(large, {true, true, false}, workspace).logits, large_first.logits) << repeat;
   }
+  // Same lengths, other ids and type ids, and masked keys inside the rows: a replay must read this batch's inputs,
+  // not the recorded ones (compared with a fresh Workspace, which runs op by op).
+  InputBatch other = random_batch(source.metadata.config, 2, 12, 77);
+  other.attention_mask = small.attention_mask;
+  for (int64_t r = 0; r < other.batch; ++r) other.attention_mask[r * other.length] = 0;  // position 0 masked, row kept
+  InputBatch another = random_batch(source.metadata.config, 2, 12, 78);
+  another.attention_mask = other.attention_mask;  // the same shape again, with its own ids
+  for (int repeat = 0; repeat < 3; ++repeat)
+    for (const InputBatch* batch : {&other, &another}) {
+      Workspace fresh;
+      EXPECT_EQ(model->run(*batch, {true, true, false}, workspace).logits, model->run(*batch, {true, true, false}, fresh).logits)
+          << repeat;
+    }
+  EXPECT_NE(model->run(other, {true, true, false}, workspace).logits, first.logits);
 }
 
 TEST_P(BertModelOnDevice, ConcurrentCallersGetIdenticalResults) {

@@ -128,6 +128,12 @@ struct BertModel::Layer {
 };
 
 void* Workspace::buffer(size_t slot, size_t bytes, Backend& backend) {
+  if (owner_ != &backend) {
+    // Another backend (a CPU model after a CUDA one): its memory is elsewhere.
+    slots_.clear();
+    owner_ = &backend;
+    ++generation_;
+  }
   if (slots_.size() <= slot) slots_.resize(slot + 1);
   auto& [memory, capacity] = slots_[slot];
   if (capacity < bytes || memory == nullptr) {

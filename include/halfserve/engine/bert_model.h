@@ -53,6 +53,7 @@ class Workspace {
 
  private:
   std::vector<std::pair<std::shared_ptr<void>, size_t>> slots_;
+  const Backend* owner_ = nullptr;  // the backend whose memory the slots are
   uint64_t generation_ = 0;
   std::unique_ptr<CallerState> backend_state_;  // declared last: destroyed before the buffers it refers to
 };

@@ -191,11 +191,15 @@ DeviceTensor CudaBackend::upload(const TensorView& tensor, std::optional<DType> 
   if (dtype != DType::f32 && dtype != DType::f16 && dtype != DType::bf16) dtype = DType::f32;
   const std::vector<std::byte> bytes = host_bytes_as(tensor, dtype);
   auto memory = allocate(bytes.size());
-  // Weights are uploaded once at load: a plain synchronous copy is simplest and leaves nothing in flight.
-  HALFSERVE_CUDA_CHECK(cudaMemcpy(memory.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice));
-  // From pageable memory cudaMemcpy may return before the DMA lands, and the per-thread streams are non-blocking
-  // (not ordered after the legacy stream): wait, so no kernel can read a half-written weight.
-  HALFSERVE_CUDA_CHECK(cudaDeviceSynchronize());
+  // Weights are uploaded once at load, on a private stream waited for before returning: no kernel can read a
+  // half-written weight, and no device-wide synchronisation disturbs another thread's graph capture.
+  cudaStream_t stream = nullptr;
+  HALFSERVE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const cudaError_t copied = cudaMemcpyAsync(memory.get(), bytes.data(), bytes.size(), cudaMemcpyHostToDevice, stream);
+  const cudaError_t waited = cudaStreamSynchronize(stream);
+  cudaStreamDestroy(stream);
+  HALFSERVE_CUDA_CHECK(copied);
+  HALFSERVE_CUDA_CHECK(waited);
   const void* data = memory.get();
   return DeviceTensor{std::move(memory), data, dtype, tensor.shape};
 }
@@ -224,6 +228,10 @@ void CudaBackend::attention(const AttentionArgs& args) {
     launch_attention(args, args.device_offsets, static_cast<int>(sequences), longest, ctx.stream);
     return;
   }
+  cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  cudaStreamIsCapturing(ctx.stream, &capturing);
+  // Staging copies from pinned memory by address: a recording would replay whatever lies there later.
+  if (capturing != cudaStreamCaptureStatusNone) throw Error("cuda attention: sequence offsets must be in device memory while recording");
   const size_t bytes = offsets.size() * sizeof(int32_t);
   if (ctx.offsets_bytes < bytes) {
     // The old buffer may still be read by queued kernels.
@@ -241,22 +249,28 @@ namespace {
 constexpr int64_t kMaxGraphTokens = 4096;
 constexpr size_t kMaxGraphs = 256;
 
+// A capture may fail for passing reasons (another thread's synchronising call); after this many, a shape runs op by
+// op until its buffers move.
+constexpr int kMaxCaptureFailures = 3;
+
 // One caller's recorded forward passes, by model and batch shape.
 struct GraphState final : CallerState {
   struct Entry {
     uint64_t generation = 0;
+    const StreamContext* context = nullptr;  // the stream and GEMM workspace the recording uses
     int eager_runs = 0;
-    bool failed = false;  // capture did not work for this shape: always run op by op
+    int failures = 0;
     cudaGraphExec_t exec = nullptr;
   };
-  explicit GraphState(const CudaBackend* owner) : backend(owner) {}
   ~GraphState() override { clear(); }
+  static void drop(Entry& entry) {
+    if (entry.exec != nullptr) cudaGraphExecDestroy(entry.exec);
+    entry.exec = nullptr;
+  }
   void clear() {
-    for (auto& [key, entry] : entries)
-      if (entry.exec != nullptr) cudaGraphExecDestroy(entry.exec);
+    for (auto& [key, entry] : entries) drop(entry);
     entries.clear();
   }
-  const CudaBackend* backend;
   std::unordered_map<std::string, Entry> entries;
 };
 
@@ -265,31 +279,37 @@ struct GraphState final : CallerState {
 void CudaBackend::run_sequence(std::unique_ptr<CallerState>& state, const OpSequence& sequence, const std::function<void()>& ops) {
   if (sequence.tokens > kMaxGraphTokens) return ops();
   auto* graphs = dynamic_cast<GraphState*>(state.get());
-  if (graphs == nullptr || graphs->backend != this) {
-    state = std::make_unique<GraphState>(this);
+  if (graphs == nullptr) {
+    state = std::make_unique<GraphState>();
     graphs = static_cast<GraphState*>(state.get());
   }
-  if (graphs->entries.size() >= kMaxGraphs) graphs->clear();
-  GraphState::Entry& entry = graphs->entries[std::to_string(sequence.model_id) + "/" + sequence.shape_key];
-  if (entry.generation != sequence.generation) {
-    // The caller's buffers moved: a recording on the old addresses must never run again.
-    if (entry.exec != nullptr) cudaGraphExecDestroy(entry.exec);
-    entry = GraphState::Entry{sequence.generation};
-  }
+  // The model id keeps models apart (their weights); the shape fixes every op and argument.
+  const std::string key = std::to_string(sequence.model_id) + "/" + sequence.shape_key;
+  if (graphs->entries.size() >= kMaxGraphs && !graphs->entries.contains(key)) graphs->clear();
+  GraphState::Entry& entry = graphs->entries[key];
   StreamContext& ctx = context();
+  if (entry.generation != sequence.generation || entry.context != &ctx) {
+    // The caller's buffers moved, or it now runs on another thread (stream, GEMM workspace): a recording on the
+    // old addresses must never run again.
+    GraphState::drop(entry);
+    entry = GraphState::Entry{sequence.generation, &ctx};
+  }
   if (entry.exec != nullptr) {
-    HALFSERVE_CUDA_CHECK(cudaGraphLaunch(entry.exec, ctx.stream));
-    return;
+    if (cudaGraphLaunch(entry.exec, ctx.stream) == cudaSuccess) return;
+    cudaGetLastError();
+    GraphState::drop(entry);
+    entry.failures = kMaxCaptureFailures;
+    return ops();
   }
   // The first run of a shape goes op by op: it chooses the GEMM algorithms and sets kernel attributes, which
   // must not happen inside a capture.
-  if (entry.failed || entry.eager_runs++ == 0) return ops();
+  if (entry.failures >= kMaxCaptureFailures || entry.eager_runs++ == 0) return ops();
 
   HALFSERVE_CUDA_CHECK(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeThreadLocal));
   bool recorded = true;
   try {
     ops();
-  } catch (const std::exception&) {
+  } catch (...) {  // whatever it was, the capture must end, or the stream stays in capture mode
     recorded = false;
   }
   cudaGraph_t graph = nullptr;
@@ -298,15 +318,14 @@ void CudaBackend::run_sequence(std::unique_ptr<CallerState>& state, const OpSequ
   if (recorded && ended == cudaSuccess && graph != nullptr && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess) {
     entry.exec = exec;
   } else {
-    entry.failed = true;
+    ++entry.failures;
   }
   if (graph != nullptr) cudaGraphDestroy(graph);
   cudaGetLastError();  // a failed capture leaves no error behind for the next launch to report
-  if (entry.exec != nullptr) {
-    HALFSERVE_CUDA_CHECK(cudaGraphLaunch(entry.exec, ctx.stream));
-  } else {
-    ops();  // nothing ran during the failed capture: run for real (a genuine error is thrown from here)
-  }
+  if (entry.exec != nullptr && cudaGraphLaunch(entry.exec, ctx.stream) == cudaSuccess) return;
+  cudaGetLastError();
+  GraphState::drop(entry);
+  ops();  // nothing ran during the capture: run for real (a genuine error is thrown from here)
 }
 
 }  // namespace halfserve::cuda

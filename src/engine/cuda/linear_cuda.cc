@@ -105,6 +105,10 @@ class CudaLinear final : public LinearWeights {
                                  const StreamContext& ctx) const {
     std::lock_guard lock(mutex_);
     if (auto it = algorithms_.find(rows); it != algorithms_.end()) return it->second;
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(ctx.stream, &capturing);
+    // Choosing belongs to an op-by-op run; a recording that meets an unchosen shape gives up and runs op by op.
+    if (capturing != cudaStreamCaptureStatusNone) throw Error("cuda linear: no algorithm chosen yet for " + std::to_string(rows) + " rows");
     cublasLtMatmulPreference_t preference = nullptr;
     HALFSERVE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&preference));
     const uint64_t workspace = ctx.gemm_workspace_bytes;
