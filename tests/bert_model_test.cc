@@ -152,7 +152,9 @@ TEST(BertModelTest, PaddingDoesNotChangeRealTokens) {
 TEST_P(BertModelOnDevice, RaggedBatchMatchesEachRowRunAlone) {
   const FrozenModel source = testing::tiny_model();
   const int64_t longest = source.metadata.config.max_positions;
-  for (const Precision precision : {Precision::fp32, native_half()}) {
+  std::vector<Precision> precisions = {Precision::fp32, native_half()};
+  if (GetParam() == Device::cpu) precisions.push_back(Precision::int8);  // int8 is a CPU precision
+  for (const Precision precision : precisions) {
     const auto model = load(source, precision);
     // Lengths 1 and the model's maximum side by side, with rows of equal length in between.
     InputBatch in = random_batch(source.metadata.config, 6, longest, 21);
