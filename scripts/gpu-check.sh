@@ -3,7 +3,7 @@
 # halfserve's Debian build packages, use the binaries packed by scripts/gpu-bundle.sh and carried in
 # .gpu-bundle/), run every test that needs the device (backend ops and whole models on cuda against the references
 # and PyTorch's fixture outputs), and time the seed grid on the GPU (fp32 with TF32 off, fp16, bf16), with PyTorch
-# on the same GPU as a peer when python3 has a CUDA PyTorch and transformers.
+# on the same GPU as a peer when python3 has a CUDA PyTorch and transformers (and ONNX Runtime where installed).
 # Results go to $OUT (the device tool's folder) or out/gpu: gpu.txt, tests.log, bench.md, bench-ragged.md, logs.
 #
 #   bash scripts/gpu-check.sh
@@ -57,8 +57,10 @@ peers=()
 if python3 -c 'import torch, transformers; assert torch.cuda.is_available()' 2> /dev/null; then
   export HALFSERVE_PEER_PYTHON="$(command -v python3)"  # no venv: the device machine has no PyPI
   peers=(--peer torch)
+  # ONNX Runtime joins where it is installed; it says itself when its build has no CUDA execution provider.
+  python3 -c 'import onnxruntime, onnx' 2> /dev/null && peers=(--peer torch,onnxruntime)
 else
-  echo "gpu-check: python3 has no CUDA PyTorch with transformers: no PyTorch peer" | tee -a "$out/gpu.txt"
+  echo "gpu-check: python3 has no CUDA PyTorch with transformers: no PyTorch or ONNX Runtime peer" | tee -a "$out/gpu.txt"
 fi
 "$cli" bench --model "$model" --device cuda --precisions fp32,fp16,bf16 --peer gemm "${peers[@]}" \
   --output "$out/bench.md" 2>&1 | tee "$out/bench.log"
