@@ -5,18 +5,13 @@ Usage: check_bench_wire_cli.py HALFSERVE_BINARY
 """
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness import free_port
 
 
 def ok_requests(rest_port):

@@ -12,7 +12,6 @@ Exits non-zero with a message on the first mismatch.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from tensorflow_serving.apis import (  # noqa: E402
     prediction_service_pb2_grpc,
 )
 
+from harness import check, fail, free_port, write_model  # noqa: E402
+
 MODEL = "tiny"
 READY_TIMEOUT_SECONDS = 120
 CALL_TIMEOUT_SECONDS = 60
@@ -39,31 +40,6 @@ CALL_TIMEOUT_SECONDS = 60
 # Two rows, the second padded and masked: [2, 6].
 IDS = [[2, 17, 45, 99, 123, 3], [2, 250, 31, 3, 0, 0]]
 MASK = [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
-
-
-def fail(message):
-    print("FAIL: " + message)
-    sys.exit(1)
-
-
-def check(condition, message):
-    if not condition:
-        fail(message)
-
-
-def free_port():
-    # The OS picks an unused port; the server binds it a moment later (a tiny race, fine for a test).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def write_model(halfserve, base):
-    os.makedirs(os.path.join(base, "1"))
-    model = os.path.join(base, "1", "model.safetensors")
-    subprocess.run([halfserve, "synth", "-o", model, "--layers", "1", "--hidden", "32", "--heads", "4", "--ffn", "64",
-                    "--vocab", "300", "--positions", "64"], check=True, stdout=subprocess.DEVNULL)
-    return model
 
 
 def expected_logits(halfserve, model):
@@ -207,7 +183,7 @@ def main():
     halfserve = os.path.abspath(sys.argv[1])
     with tempfile.TemporaryDirectory() as work:
         base = os.path.join(work, "models")
-        model = write_model(halfserve, base)
+        model = write_model(halfserve, base, vocab=300)
         reference = expected_logits(halfserve, model)
         port = free_port()
         log_path = os.path.join(work, "serve.log")

@@ -12,13 +12,14 @@ statuses, and a clean exit on SIGTERM. Exits non-zero with a message on the firs
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import requests
+
+from harness import check, fail, free_port, write_model
 
 MODEL = "tiny"
 READY_TIMEOUT_SECONDS = 120
@@ -31,31 +32,6 @@ ROW_REQUEST = {"signature_name": "serving_default",
                "instances": [{"input_ids": [101, 791, 1921, 102], "token_type_ids": [0, 0, 0, 0]},
                              {"input_ids": [101, 872, 1962, 102], "token_type_ids": [0, 0, 0, 0]}]}
 TEXTS = ["今天天气很好我们去公园玩吧", "你好世界", "hello world 今天，天气"]
-
-
-def fail(message):
-    print("FAIL: " + message)
-    sys.exit(1)
-
-
-def check(condition, message):
-    if not condition:
-        fail(message)
-
-
-def free_port():
-    # The OS picks an unused port; the server binds it a moment later (a tiny race, fine for a test).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def write_model(halfserve, base):
-    os.makedirs(os.path.join(base, "1"))
-    model = os.path.join(base, "1", "model.safetensors")
-    subprocess.run([halfserve, "synth", "-o", model, "--layers", "1", "--hidden", "32", "--heads", "4", "--ffn", "64",
-                    "--positions", "64"], check=True, stdout=subprocess.DEVNULL)
-    return model
 
 
 def cli_predict(halfserve, model, request):

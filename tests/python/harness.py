@@ -1,0 +1,32 @@
+"""What the Python server tests share: failing with a message, a free port, a tiny synthetic model to serve."""
+import os
+import socket
+import subprocess
+import sys
+
+
+def fail(message):
+    print("FAIL: " + message)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def free_port():
+    # The OS picks an unused port; the server binds it a moment later (a tiny race, fine for a test).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def write_model(halfserve, base, vocab=None):
+    """Version 1 of a 1-layer model under `base`; `vocab` None keeps synth's 21128-token vocabulary."""
+    os.makedirs(os.path.join(base, "1"))
+    model = os.path.join(base, "1", "model.safetensors")
+    size = ["--vocab", str(vocab)] if vocab is not None else []
+    subprocess.run([halfserve, "synth", "-o", model, "--layers", "1", "--hidden", "32", "--heads", "4", "--ffn", "64",
+                    *size, "--positions", "64"], check=True, stdout=subprocess.DEVNULL)
+    return model
