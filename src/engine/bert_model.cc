@@ -309,13 +309,8 @@ OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selectio
     }
     if (need_head) b.linear(*classifier_, gemm_input, logits, nullptr);
   };
-  if (tokens > 0) {
-    // The ops and their arguments follow from the sequence lengths, mask holes and the head alone.
-    std::string shape_key = packed.has_holes ? "holes" : "dense";
-    shape_key += need_head ? "+head:" : ":";
-    for (size_t s = 1; s < packed.offsets.size(); ++s) shape_key += std::to_string(packed.offsets[s] - packed.offsets[s - 1]) + ",";
-    b.run_sequence(ws.backend_state(), {id_, shape_key, ws.generation(), tokens}, forward);
-  }
+  // The ops and their arguments follow from the sequence lengths, mask holes and the head alone.
+  if (tokens > 0) b.run_sequence(ws.backend_state(), {id_, packed.offsets, packed.has_holes, need_head, ws.generation(), tokens}, forward);
 
   OutputBatch out;
   out.batch = in.batch;

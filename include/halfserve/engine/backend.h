@@ -98,9 +98,11 @@ class CallerState {
 
 // A forward pass's fixed sequence of ops, described by what decides every op and argument in it.
 struct OpSequence {
-  uint64_t model_id = 0;     // the model issuing the ops (its weights)
-  std::string shape_key;     // the batch's packed shape: sequence lengths, mask holes, outputs
-  uint64_t generation = 0;   // the caller's buffers: the same generation means the same addresses
+  uint64_t model_id = 0;                      // the model issuing the ops (its weights)
+  std::span<const int64_t> sequence_offsets;  // the packed batch's shape (host memory)
+  bool key_mask = false;                      // some sequence has masked keys
+  bool head = false;                          // the classifier runs
+  uint64_t generation = 0;                    // the caller's buffers: the same generation means the same addresses
   int64_t tokens = 0;
 };
 

@@ -216,22 +216,20 @@ void CudaBackend::layer_norm(const float* src, const LayerNormParams& norm, cons
 void CudaBackend::attention(const AttentionArgs& args) {
   if (args.sequence_offsets.size() < 2) return;
   const size_t sequences = args.sequence_offsets.size() - 1;
-  std::vector<int32_t> offsets(args.sequence_offsets.size());
-  int32_t longest = 0;
-  for (size_t s = 0; s < offsets.size(); ++s) {
-    offsets[s] = static_cast<int32_t>(args.sequence_offsets[s]);
-    if (s > 0) longest = std::max(longest, offsets[s] - offsets[s - 1]);
-  }
+  int64_t longest = 0;
+  for (size_t s = 1; s < args.sequence_offsets.size(); ++s)
+    longest = std::max(longest, args.sequence_offsets[s] - args.sequence_offsets[s - 1]);
   StreamContext& ctx = context();
   if (args.device_offsets != nullptr) {
     // The caller uploaded them once for all layers (and a recorded graph must not stage anything).
-    launch_attention(args, args.device_offsets, static_cast<int>(sequences), longest, ctx.stream);
+    launch_attention(args, args.device_offsets, static_cast<int>(sequences), static_cast<int>(longest), ctx.stream);
     return;
   }
   cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
   cudaStreamIsCapturing(ctx.stream, &capturing);
   // Staging copies from pinned memory by address: a recording would replay whatever lies there later.
   if (capturing != cudaStreamCaptureStatusNone) throw Error("cuda attention: sequence offsets must be in device memory while recording");
+  const std::vector<int32_t> offsets(args.sequence_offsets.begin(), args.sequence_offsets.end());
   const size_t bytes = offsets.size() * sizeof(int32_t);
   if (ctx.offsets_bytes < bytes) {
     // The old buffer may still be read by queued kernels.
@@ -240,7 +238,8 @@ void CudaBackend::attention(const AttentionArgs& args) {
     ctx.offsets = allocate(ctx.offsets_bytes);
   }
   stage_to_device(ctx.offsets.get(), offsets.data(), bytes);
-  launch_attention(args, static_cast<const int32_t*>(ctx.offsets.get()), static_cast<int>(sequences), longest, ctx.stream);
+  launch_attention(args, static_cast<const int32_t*>(ctx.offsets.get()), static_cast<int>(sequences), static_cast<int>(longest),
+                   ctx.stream);
 }
 
 namespace {
@@ -284,7 +283,11 @@ void CudaBackend::run_sequence(std::unique_ptr<CallerState>& state, const OpSequ
     graphs = static_cast<GraphState*>(state.get());
   }
   // The model id keeps models apart (their weights); the shape fixes every op and argument.
-  const std::string key = std::to_string(sequence.model_id) + "/" + sequence.shape_key;
+  std::string key = std::to_string(sequence.model_id);
+  key += sequence.key_mask ? "/holes" : "/dense";
+  key += sequence.head ? "+head:" : ":";
+  for (size_t s = 1; s < sequence.sequence_offsets.size(); ++s)
+    key += std::to_string(sequence.sequence_offsets[s] - sequence.sequence_offsets[s - 1]) + ",";
   if (graphs->entries.size() >= kMaxGraphs && !graphs->entries.contains(key)) graphs->clear();
   GraphState::Entry& entry = graphs->entries[key];
   StreamContext& ctx = context();
