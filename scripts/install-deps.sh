@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git
-  libdnnl-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
+  libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libleveldb-dev libsnappy-dev libzip-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   python3-venv
@@ -31,5 +31,12 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# dpkg's per-package lines go to a log, shown only when something fails.
+log=$(mktemp /tmp/install-deps.XXXXXX.log)
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } > "$log" 2>&1; then
+  tail -n 60 "$log" >&2
+  echo "install-deps: apt-get failed (whole log: $log)" >&2
+  exit 1
+fi
+rm -f "$log"
+echo "install-deps: installed ${#missing[@]} packages and their dependencies"

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <random>
@@ -6,6 +7,7 @@
 
 #include "halfserve/engine/bert_model.h"
 #include "halfserve/import/model_source.h"
+#include "halfserve/synth/synth_model.h"
 #include "halfserve/util/error.h"
 #include "reference_bert.h"
 #include "test_support.h"
@@ -229,6 +231,43 @@ TEST_P(BertModelOnDevice, ConcurrentCallersGetIdenticalResults) {
     });
   for (auto& thread : threads) thread.join();
   for (const auto& result : results) EXPECT_EQ(result.logits, expected.logits);
+}
+
+// A model computes with its own thread count, whatever OpenMP team its caller has: oneDNN splits a GEMM by the
+// team it is created and run with, so without this a shape's first caller (a serving worker with a smaller team,
+// the thread that warmed the model up) would decide the last bits of every later answer for that shape — a
+// request's bytes would depend on what else the server had been running.
+TEST(BertModelTest, AnswersDoNotDependOnTheCallersOpenMpThreads) {
+  SynthOptions options;
+  options.seed = 5;
+  options.config.num_layers = 1;
+  options.config.hidden_size = 256;
+  options.config.num_heads = 4;
+  options.config.intermediate_size = 1024;
+  options.config.vocab_size = 300;
+  options.config.max_positions = 128;
+  const FrozenModel source = synthesize_model(options);
+  const InputBatch in = random_batch(source.metadata.config, 4, 96, 3);
+  const int cores = std::max(2, omp_get_num_procs());
+  const auto run_in_thread = [&](const BertModel& model, int caller_threads) {
+    OutputBatch out;
+    std::thread([&] {
+      omp_set_num_threads(caller_threads);
+      Workspace workspace;
+      out = model.run(in, {true, true, true, false}, workspace);
+    }).join();
+    return out;
+  };
+  // The first call of this shape comes from a caller with one thread, the next from one with every core.
+  const auto shared = BertModel::from_model(source, {Device::cpu, Precision::fp32, cores});
+  const OutputBatch first = run_in_thread(*shared, 1);
+  const OutputBatch second = run_in_thread(*shared, cores);
+  // A fresh model whose first caller has every core.
+  const auto fresh = BertModel::from_model(source, {Device::cpu, Precision::fp32, cores});
+  const OutputBatch alone = run_in_thread(*fresh, cores);
+  EXPECT_EQ(first.logits, alone.logits);
+  EXPECT_EQ(second.logits, alone.logits);
+  EXPECT_EQ(first.last_hidden_state, alone.last_hidden_state);
 }
 
 void expect_invalid(const BertModel& model, const InputBatch& in, const std::string& fragment) {

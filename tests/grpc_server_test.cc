@@ -7,6 +7,8 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -560,27 +562,51 @@ TEST_F(GrpcServerTest, UndeclaredTfServingMethodsAreUnimplemented) {
 }
 
 TEST_F(GrpcServerTest, ConcurrentClientsGetTheirOwnOutputs) {
-  // Each client sends a different first token, so swapped replies would show.
+  // Each client sends a different first token, so swapped replies would show. The references are computed first,
+  // one at a time: the promise under test is the server's (same request, same bytes, whatever else it is running;
+  // docs/engine.md), so the reference itself must not be computed under the same load.
+  constexpr int kClients = 8, kCalls = 5;
+  std::vector<tfs::PredictRequest> requests(kClients);
+  std::vector<std::vector<float>> expected(kClients);
+  for (int client = 0; client < kClients; ++client) {
+    std::vector<int64_t> ids = kIds;
+    ids[1] = 20 + client;
+    requests[client].mutable_model_spec()->set_name("tiny");
+    (*requests[client].mutable_inputs())["input_ids"] = int_tensor(tensorflow::DT_INT64, 2, 5, ids, Encoding::content);
+    (*requests[client].mutable_inputs())["attention_mask"] = int_tensor(tensorflow::DT_INT64, 2, 5, kMask, Encoding::content);
+    expected[client] = reference_run(engine_batch(ids, kMask, std::vector<int64_t>(10, 0), 2, 5)).logits;
+  }
+  // What each reply was, for the failure message: OK and equal, a failed call, another client's logits, or
+  // different numbers (and by how much).
+  std::vector<std::vector<std::string>> mismatches(kClients);
   std::vector<std::thread> clients;
-  std::vector<int> failures(8, 0);
-  for (int client = 0; client < 8; ++client) {
-    clients.emplace_back([client, &failures] {
-      std::vector<int64_t> ids = kIds;
-      ids[1] = 20 + client;
-      tfs::PredictRequest request;
-      request.mutable_model_spec()->set_name("tiny");
-      (*request.mutable_inputs())["input_ids"] = int_tensor(tensorflow::DT_INT64, 2, 5, ids, Encoding::content);
-      (*request.mutable_inputs())["attention_mask"] = int_tensor(tensorflow::DT_INT64, 2, 5, kMask, Encoding::content);
-      const OutputBatch expected = reference_run(engine_batch(ids, kMask, std::vector<int64_t>(10, 0), 2, 5));
-      for (int call = 0; call < 5; ++call) {
+  for (int client = 0; client < kClients; ++client) {
+    clients.emplace_back([&, client] {
+      for (int call = 0; call < kCalls; ++call) {
         tfs::PredictResponse response;
-        if (!predict(request, response).ok() || floats_of(response.outputs().at("logits")) != expected.logits)
-          ++failures[static_cast<size_t>(client)];
+        const grpc::Status status = predict(requests[client], response);
+        if (!status.ok()) {
+          mismatches[client].push_back("call failed: " + status.error_message());
+          continue;
+        }
+        const std::vector<float> logits = floats_of(response.outputs().at("logits"));
+        if (logits == expected[client]) continue;
+        const auto other = std::find(expected.begin(), expected.end(), logits);
+        if (other != expected.end()) {
+          mismatches[client].push_back("got client " + std::to_string(other - expected.begin()) + "'s logits");
+          continue;
+        }
+        double worst = 0;
+        for (size_t i = 0; i < std::min(logits.size(), expected[client].size()); ++i)
+          worst = std::max(worst, std::fabs(static_cast<double>(logits[i]) - expected[client][i]));
+        mismatches[client].push_back("logits differ, worst by " + std::to_string(worst) + " over " +
+                                     std::to_string(logits.size()) + " values");
       }
     });
   }
   for (auto& client : clients) client.join();
-  EXPECT_EQ(failures, std::vector<int>(8, 0));
+  for (int client = 0; client < kClients; ++client)
+    for (const std::string& mismatch : mismatches[client]) ADD_FAILURE() << "client " << client << ": " << mismatch;
 }
 
 TEST_F(GrpcServerTest, RecordsRequestCountAndLatency) {

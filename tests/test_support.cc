@@ -3,7 +3,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <string_view>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -19,6 +21,14 @@ std::optional<fs::path> fixtures_dir() {
   const fs::path beside = fs::path(HALFSERVE_SOURCE_DIR) / ".." / "shared" / "fixtures";
   if (fs::is_directory(beside)) return fs::canonical(beside);
   return std::nullopt;
+}
+
+bool strict_prerequisites() {
+  const auto is = [](const char* name, std::initializer_list<std::string_view> values) {
+    const char* value = std::getenv(name);
+    return value != nullptr && std::find(values.begin(), values.end(), std::string_view(value)) != values.end();
+  };
+  return is("HALFSERVE_STRICT", {"1"}) || is("CI", {"true", "1"});
 }
 
 nlohmann::json read_json(const fs::path& path) {

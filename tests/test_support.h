@@ -15,10 +15,22 @@ namespace halfserve::testing {
 // ../shared/fixtures beside the project (or $HALFSERVE_FIXTURES); nullopt when absent.
 std::optional<std::filesystem::path> fixtures_dir();
 
-// Skips the current test with a clear message when the shared fixtures are not there.
-#define HALFSERVE_REQUIRE_FIXTURES(dir)                                                                \
-  const auto dir##_optional = ::halfserve::testing::fixtures_dir();                                    \
-  if (!dir##_optional) GTEST_SKIP() << "../shared/fixtures not found (set HALFSERVE_FIXTURES): skipped"; \
+// Under CI (CI=true) or HALFSERVE_STRICT=1 a missing prerequisite is a failure, not a skip: a green CI run must
+// mean every test ran. Only a missing GPU may still skip there.
+bool strict_prerequisites();
+
+// Skips the current test with `message`, or fails it in strict mode. Returns from the calling function.
+#define HALFSERVE_MISSING_PREREQUISITE(message)                                                          \
+  do {                                                                                                   \
+    if (::halfserve::testing::strict_prerequisites())                                                    \
+      GTEST_FAIL() << message << " (a missing prerequisite is a failure under CI=true or HALFSERVE_STRICT=1)"; \
+    GTEST_SKIP() << message << ": skipped";                                                              \
+  } while (false)
+
+// Binds `dir` to the shared fixtures folder, or skips (fails in strict mode) with a clear message.
+#define HALFSERVE_REQUIRE_FIXTURES(dir)                                                                     \
+  const auto dir##_optional = ::halfserve::testing::fixtures_dir();                                         \
+  if (!dir##_optional) HALFSERVE_MISSING_PREREQUISITE("../shared/fixtures not found (set HALFSERVE_FIXTURES)"); \
   const std::filesystem::path dir = *dir##_optional
 
 nlohmann::json read_json(const std::filesystem::path& path);

@@ -552,7 +552,7 @@ class TfCheckpointCorruption : public ::testing::Test {
  protected:
   void SetUp() override {
     const auto fixtures = testing::fixtures_dir();
-    if (!fixtures) GTEST_SKIP() << "../shared/fixtures not found (set HALFSERVE_FIXTURES): skipped";
+    if (!fixtures) HALFSERVE_MISSING_PREREQUISITE("../shared/fixtures not found (set HALFSERVE_FIXTURES)");
     prefix_ = copy_checkpoint(bert_tiny(*fixtures), dir_.path(), "bert_model.ckpt");
     small_prefix_ = copy_checkpoint(half_plus_two(*fixtures), dir_.path(), "variables");
   }

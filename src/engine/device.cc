@@ -1,5 +1,12 @@
 #include "halfserve/engine/device.h"
 
+#include <sched.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <fstream>
+
 #include "halfserve/util/error.h"
 
 namespace halfserve {
@@ -10,6 +17,26 @@ Device parse_device(std::string_view name) {
   if (name == "cpu") return Device::cpu;
   if (name == "cuda" || name == "gpu") return Device::cuda;
   throw InvalidArgument("unknown device '" + std::string(name) + "' (expected cpu or cuda)");
+}
+
+int available_cpus() {
+  int cpus = 1;
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  if (sched_getaffinity(0, sizeof mask, &mask) == 0) cpus = std::max(1, CPU_COUNT(&mask));
+  // cgroup v2: "max 100000" (no limit) or "QUOTA PERIOD" in microseconds.
+  std::ifstream limit("/sys/fs/cgroup/cpu.max");
+  std::string quota;
+  double period = 0;
+  if (limit >> quota >> period && quota != "max" && period > 0) {
+    try {
+      const double share = std::stod(quota) / period;
+      if (share > 0) cpus = std::min(cpus, std::max(1, static_cast<int>(std::ceil(share))));
+    } catch (const std::exception&) {
+      // an unreadable limit is no limit
+    }
+  }
+  return cpus;
 }
 
 }  // namespace halfserve

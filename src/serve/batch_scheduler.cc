@@ -1,6 +1,5 @@
 #include "halfserve/serve/batch_scheduler.h"
 
-#include <omp.h>
 
 #include <algorithm>
 
@@ -40,7 +39,6 @@ BatchScheduler::BatchScheduler(std::shared_ptr<const BertModel> model, BatchingO
       model_name_(std::move(model_name)),
       metrics_(metrics) {
   const int64_t workers = std::max<int64_t>(1, batching_.num_batch_threads);
-  threads_per_worker_ = std::max(1, omp_get_max_threads() / static_cast<int>(workers));
   for (int64_t i = 0; i < workers; ++i) workers_.emplace_back([this] { work(); });
 }
 
@@ -97,9 +95,7 @@ std::vector<std::unique_ptr<BatchScheduler::Task>> BatchScheduler::next_batch(st
 }
 
 void BatchScheduler::work() {
-  // Workers split the cores between them instead of each starting a full OpenMP team: concurrent batches never
-  // oversubscribe the machine (OpenMP's thread count is per calling thread).
-  omp_set_num_threads(threads_per_worker_);
+  // The model computes with its own thread count (the model manager splits the cores between the workers).
   Workspace workspace;  // one per worker: buffers grow to the largest batch once and are reused
   std::unique_lock lock(mutex_);
   while (true) {

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <set>
 
+#include "halfserve/engine/device.h"
 #include "halfserve/util/error.h"
 
 namespace halfserve {
@@ -11,6 +12,15 @@ namespace halfserve {
 namespace fs = std::filesystem;
 
 namespace {
+
+// Concurrent batch workers split the cores between them: each computes with its share, so concurrent batches
+// never oversubscribe the machine, and every worker's answer for a request is the same (the model's thread count
+// is fixed at load, not taken from the calling thread).
+EngineOptions engine_options_for_workers(EngineOptions engine, const BatchingOptions& batching) {
+  const int workers = static_cast<int>(std::max<int64_t>(1, batching.num_batch_threads));
+  if (workers > 1) engine.threads = std::max(1, (engine.threads > 0 ? engine.threads : available_cpus()) / workers);
+  return engine;
+}
 
 // A version folder's frozen file: the only *.safetensors in it.
 std::string find_model_file(const fs::path& folder) {
@@ -184,7 +194,7 @@ void ModelManager::poll_model(ModelState& model) {
     VersionStatus status{version, VersionState::available, ServingCode::ok, ""};
     try {
       const std::string path = find_model_file(folder);
-      const auto engine = BertModel::load(path, options_.engine);
+      const auto engine = BertModel::load(path, engine_options_for_workers(options_.engine, options_.batching));
       served = std::make_shared<ServedVersion>(name, version, path, engine, options_.batching, options_.batching_enabled,
                                                options_.metrics);
       // Warm-up: the first call creates kernels; it must not be a client's.

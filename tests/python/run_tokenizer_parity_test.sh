@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # `halfserve tokenize` against transformers' BertTokenizer (the slow Python one) on thousands of random texts per
-# vocabulary (shared/fixtures/vocab). Exit 77 (skipped) when transformers cannot be installed or the fixtures
-# are missing.
+# vocabulary (shared/fixtures/vocab). Skipped (77) when transformers cannot be installed or the fixtures are
+# missing; failed under CI.
 set -euo pipefail
 halfserve=$(realpath "$1")
 cd "$(dirname "$0")/../.."
+source tests/python/prerequisites.sh
 vocab_dir=${HALFSERVE_FIXTURES:-$PWD/../shared/fixtures}/vocab
 if [ ! -f "$vocab_dir/bert-base-chinese-vocab.txt" ] || [ ! -f "$vocab_dir/bert-base-uncased-vocab.txt" ]; then
-  echo "SKIPPED: $vocab_dir has no BERT vocabularies"
-  exit 77
+  missing_prerequisite "$vocab_dir has no BERT vocabularies"
 fi
-python=$(bash scripts/python-env.sh hf) || { echo "SKIPPED: transformers could not be installed from PyPI"; exit 77; }
+python=$(python_env hf) || exit $?
 "$python" tests/python/check_tokenizer_parity.py "$halfserve" "$vocab_dir" "${@:2}"

@@ -49,7 +49,6 @@ class BatchScheduler {
   bool enabled_;
   std::string model_name_;
   ServingMetrics* metrics_;
-  int threads_per_worker_ = 1;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::unique_ptr<Task>> queue_;

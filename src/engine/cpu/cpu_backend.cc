@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "halfserve/engine/device.h"
 #include "halfserve/util/error.h"
 #include "halfserve/util/half.h"
 
@@ -58,22 +59,48 @@ bool has_native_bf16() {
 
 CpuBackend::CpuBackend(int threads) : threads_(threads) {
   if (threads < 0) throw InvalidArgument("thread count must be positive, got " + std::to_string(threads));
-  // OpenMP's pool is process-wide: oneDNN and the elementwise kernels here share it.
+  // OpenMP's thread count is per calling thread. Setting it here also sizes the constructing thread's team for
+  // what it runs outside run_sequence (the bench's GEMM-only peer); every model call sets its own below.
+  // 0 means every CPU the process may use (OMP_NUM_THREADS, when set, is the user's word for it).
+  if (threads == 0 && std::getenv("OMP_NUM_THREADS") == nullptr) threads = available_cpus();
   if (threads > 0) omp_set_num_threads(threads);
   threads_ = omp_get_max_threads();
+}
+
+// oneDNN fixes a GEMM's split across threads when its primitive is created, for the creating thread's team, and
+// the split decides the order of the sums, so the last bits of the result. The primitives are created on first use
+// and shared by every caller of the model. Without this, a request's bytes would depend on which thread had first
+// run its shape — a serving worker with a smaller team, the thread that warmed the model up — and so on what else
+// the server had been running. With it, every call of a model computes with the model's own thread count.
+void CpuBackend::run_sequence(std::unique_ptr<CallerState>&, const OpSequence&, const std::function<void()>& ops) {
+  const int caller_threads = omp_get_max_threads();
+  if (caller_threads == threads_) {
+    ops();
+    return;
+  }
+  omp_set_num_threads(threads_);
+  try {
+    ops();
+  } catch (...) {
+    omp_set_num_threads(caller_threads);
+    throw;
+  }
+  omp_set_num_threads(caller_threads);
 }
 
 std::string CpuBackend::description() const {
   const dnnl::version_t* version = dnnl::version();
   return "cpu: oneDNN " + std::to_string(version->major) + "." + std::to_string(version->minor) + "." +
          std::to_string(version->patch) + ", " + isa_name(dnnl::get_effective_cpu_isa()) + ", " +
-         std::to_string(threads_) + " threads";
+         std::to_string(threads_) + " threads" +
+         (has_int8_dot_product() ? "" : " (no VNNI: int8 runs as f32 GEMMs on the dequantized values)");
 }
 
 DType CpuBackend::compute_dtype(Precision precision) const {
   // No x86 CPU before AVX512-FP16 multiplies fp16 natively, and oneDNN 2.6 has no fp16 GEMM here: fp16
   // weights are widened (exactly) to f32. bf16 runs natively where the CPU has AVX512-BF16, else as f32.
-  // int8 always runs as s8 GEMMs: oneDNN has int8 kernels for every x86 ISA it supports (VNNI makes them fastest).
+  // int8 runs as s8 GEMMs where the CPU has VNNI; elsewhere as f32 GEMMs on the same dequantized numbers
+  // (oneDNN's pre-VNNI int8 kernels saturate: see CpuInt8AsF32Linear).
   if (precision == Precision::int8) return DType::i8;
   if (precision == Precision::bf16 && has_native_bf16()) return DType::bf16;
   return DType::f32;

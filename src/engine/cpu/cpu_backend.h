@@ -15,6 +15,8 @@ dnnl::stream& thread_stream();
 dnnl::memory::data_type dnnl_type(DType dtype);
 // Whether the CPU runs bf16 GEMMs natively (AVX512-BF16 or AMX).
 bool has_native_bf16();
+// Whether oneDNN's int8 GEMMs are exact on this CPU (VNNI's 32-bit dot products; without it they saturate).
+bool has_int8_dot_product();
 
 class CpuBackend final : public Backend {
  public:
@@ -36,6 +38,8 @@ class CpuBackend final : public Backend {
                         const MatrixRef& dst, const MatrixRef* dst_low) override;
   void layer_norm(const float* src, const LayerNormParams& norm, const MatrixRef& dst, const MatrixRef* dst_low) override;
   void attention(const AttentionArgs& args) override;
+  // Runs the ops with this backend's thread count, whatever the caller's OpenMP team is (see the .cc).
+  void run_sequence(std::unique_ptr<CallerState>& state, const OpSequence& sequence, const std::function<void()>& ops) override;
 
  private:
   struct AttentionPrimitives {

@@ -298,7 +298,69 @@ class CpuInt8Linear final : public LinearWeights {
   PrimitivesByRows primitives_;
 };
 
+// int8 on CPUs without VNNI (AVX2-only, AVX-512 before Cascade Lake): oneDNN's int8 kernels there multiply u8 by
+// s8 pairwise into saturating 16-bit sums (vpmaddubsw), and the s8 activations it shifts to u8 overflow them —
+// outputs off by up to 20 % of their size, seen on an AVX2 EPYC. Instead the same numbers are computed in f32:
+// the I8 weights dequantized once at load (level × channel scale), each row quantized to levels exactly as the
+// VNNI path does and dequantized (level × row scale), then one f32 GEMM with the same fused bias, GELU and
+// residual. The answer is the VNNI path's up to f32 rounding, at f32 speed.
+class CpuInt8AsF32Linear final : public LinearWeights {
+ public:
+  CpuInt8AsF32Linear(const TensorView& weight, const TensorView& bias, const TensorView& weight_scales, const LinearSpec& spec)
+      : LinearWeights(spec),
+        dequantized_(dequantize(weight, weight_scales, spec)),
+        f32_(TensorView{DType::f32, weight.shape, std::as_bytes(std::span(dequantized_))}, bias, f32_spec(spec)) {
+    std::vector<float>().swap(dequantized_);  // CpuLinear has packed its own copy
+  }
+
+  void run(const MatrixRef& src, const MatrixRef& dst, const float* residual) const {
+    const LinearSpec& s = spec();
+    if (src.cols != s.in_features || src.dtype != DType::f32 || dst.dtype != DType::f32)
+      throw Error("int8 linear called with operands that do not match its spec (it reads and writes f32)");
+    if (src.rows == 0) return;
+    const int64_t m = src.rows, k = s.in_features;
+    QuantizedRows& quantized = thread_quantized_rows(m, k);
+    quantize_rows(static_cast<const float*>(src.data), m, k, quantized);
+    thread_local std::vector<float> rows;
+    if (rows.size() < static_cast<size_t>(m * k)) rows.resize(static_cast<size_t>(m * k));
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < k; ++c) rows[r * k + c] = quantized.levels[r * k + c] * quantized.scales[r];
+    f32_.run(MatrixRef{rows.data(), DType::f32, m, k}, dst, residual);
+  }
+
+ private:
+  static LinearSpec f32_spec(LinearSpec spec) {
+    spec.compute_dtype = DType::f32;
+    return spec;
+  }
+  static std::vector<float> dequantize(const TensorView& weight, const TensorView& weight_scales, const LinearSpec& spec) {
+    const int64_t n = spec.out_features, k = spec.in_features;
+    if (weight.dtype != DType::i8) throw Error("int8 linear needs I8 weights, got " + std::string(dtype_name(weight.dtype)));
+    if (weight.shape != Shape{n, k})
+      throw Error("linear weight has shape " + shape_string(weight.shape) + ", expected " + shape_string({n, k}));
+    if (weight_scales.shape != Shape{n})
+      throw Error("int8 weight scales have shape " + shape_string(weight_scales.shape) + ", expected " + shape_string({n}));
+    const std::vector<float> scales = weight_scales.to_float();
+    const auto* levels = reinterpret_cast<const int8_t*>(weight.data.data());
+    std::vector<float> values(static_cast<size_t>(n * k));
+    for (int64_t row = 0; row < n; ++row) {
+      if (!std::isfinite(scales[row])) throw Error("int8 weight scales hold a non-finite value");
+      for (int64_t c = 0; c < k; ++c) values[row * k + c] = levels[row * k + c] * scales[row];
+    }
+    return values;
+  }
+
+  std::vector<float> dequantized_;
+  CpuLinear f32_;
+};
+
 }  // namespace
+
+bool has_int8_dot_product() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto vnni = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_vnni);
+  return (isa & vnni) == vnni;
+}
 
 std::unique_ptr<LinearWeights> CpuBackend::prepare_linear(const TensorView& weight, const TensorView& bias,
                                                           const LinearSpec& spec, const TensorView* weight_scales) {
@@ -307,6 +369,7 @@ std::unique_ptr<LinearWeights> CpuBackend::prepare_linear(const TensorView& weig
     if (spec.dst_dtype != DType::f32)
       throw Error("int8 linear writes F32 (its result carries the activation and weight scales), not " +
                   std::string(dtype_name(spec.dst_dtype)));
+    if (!has_int8_dot_product()) return std::make_unique<CpuInt8AsF32Linear>(weight, bias, *weight_scales, spec);
     return std::make_unique<CpuInt8Linear>(weight, bias, *weight_scales, spec);
   }
   if (weight_scales != nullptr) throw Error("weight scales given for a " + std::string(dtype_name(spec.compute_dtype)) + " linear");
@@ -316,8 +379,9 @@ std::unique_ptr<LinearWeights> CpuBackend::prepare_linear(const TensorView& weig
 }
 
 void CpuBackend::linear(const LinearWeights& weights, const MatrixRef& src, const MatrixRef& dst, const float* residual) {
-  if (weights.spec().compute_dtype == DType::i8) static_cast<const CpuInt8Linear&>(weights).run(src, dst, residual);
-  else static_cast<const CpuLinear&>(weights).run(src, dst, residual);
+  if (weights.spec().compute_dtype != DType::i8) static_cast<const CpuLinear&>(weights).run(src, dst, residual);
+  else if (has_int8_dot_product()) static_cast<const CpuInt8Linear&>(weights).run(src, dst, residual);
+  else static_cast<const CpuInt8AsF32Linear&>(weights).run(src, dst, residual);
 }
 
 }  // namespace halfserve::cpu
