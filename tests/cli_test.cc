@@ -387,6 +387,18 @@ TEST_F(CliTest, BenchRunsOnATinyGrid) {
   EXPECT_FALSE(result.out.empty());
 }
 
+TEST_F(CliTest, BenchGridFlagsGivenTwiceTakeTheLastAndContentionIsReported) {
+  // scripts/main.sh appends $HALFSERVE_BENCH_FLAGS to its own grid: the later flags win.
+  const CommandResult result = run_cli("bench --model " + quoted(*model_) +
+                                       " --precisions fp32 --lengths 16,32 --batches 4,8 --lengths 8 --batches 1 "
+                                       "--seconds-per-cell 0 --min-reps 1 --max-reps 1 --threads 1 --contend 1");
+  EXPECT_EQ(result.exit_code, 0) << describe(result);
+  EXPECT_TRUE(Contains(result.out, "| fp32 frozen, len 8 |"));
+  EXPECT_FALSE(Contains(result.out, "len 16"));
+  EXPECT_TRUE(Contains(result.out, "| model \\ batch | 1 |\n"));
+  EXPECT_TRUE(Contains(result.out, "under contention from 1 busy thread of other processes"));
+}
+
 }  // namespace
 }  // namespace halfserve
 

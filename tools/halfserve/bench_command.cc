@@ -1,11 +1,14 @@
 #include <fstream>
+#include <optional>
 #include <thread>
 #include <iostream>
 
 #include "cli_options.h"
 #include "commands.h"
 #include "halfserve/bench/bench_report.h"
+#include "halfserve/bench/cpu_contention.h"
 #include "halfserve/bench/wire_bench.h"
+#include "halfserve/engine/device.h"
 #include "halfserve/util/error.h"
 #include "halfserve/util/mapped_file.h"
 
@@ -34,6 +37,8 @@ void add_bench_command(CLI::App& app, Action& run) {
     double seconds_per_cell = 0.5;
     int min_repetitions = 3, max_repetitions = 200;
     bool ragged = false;
+    int contend = 0;
+    double contend_seconds = 3600;
     std::string target, model_name, signature = "serving_default", input_name = "input_ids", concurrency = "1,4,16,64";
     double sweep_seconds = 10;
     int64_t sweep_batch = 1, sweep_length = 64;
@@ -50,18 +55,28 @@ void add_bench_command(CLI::App& app, Action& run) {
       ->check(CLI::NonNegativeNumber);
   command->add_option("--sweep-batch", flags->sweep_batch, "With --target: rows per request in the sweep")->check(CLI::PositiveNumber);
   command->add_option("--sweep-length", flags->sweep_length, "With --target: tokens per row in the sweep")->check(CLI::PositiveNumber);
-  command->add_option("--precisions", flags->precisions, "Comma-separated precisions to time: fp32, fp16, bf16, int8");
-  command->add_option("--lengths", flags->lengths, "Comma-separated sequence lengths");
-  command->add_option("--batches", flags->batches, "Comma-separated batch sizes");
+  // The grid's flags may be given again to override (scripts/main.sh appends $HALFSERVE_BENCH_FLAGS): the last wins.
+  constexpr auto last_wins = CLI::MultiOptionPolicy::TakeLast;
+  command->add_option("--precisions", flags->precisions, "Comma-separated precisions to time: fp32, fp16, bf16, int8")
+      ->multi_option_policy(last_wins);
+  command->add_option("--lengths", flags->lengths, "Comma-separated sequence lengths")->multi_option_policy(last_wins);
+  command->add_option("--batches", flags->batches, "Comma-separated batch sizes")->multi_option_policy(last_wins);
   command->add_option("--peer", flags->peers, "Also time a peer on the same weights and inputs (repeatable or comma-separated): "
                                               "gemm, torch, onnxruntime, openvino, ctranslate2, tensorflow")
       ->delimiter(',')
       ->check(CLI::IsMember({"gemm", "torch", "onnxruntime", "openvino", "ctranslate2", "tensorflow"}));
   command->add_flag("--ragged", flags->ragged, "Rows of random real length, uniform over 25-100 % of the length");
+  command->add_option("--contend", flags->contend,
+                      "Time under CPU contention: N busy loops in other processes for the whole run (a sidecar's share)")
+      ->check(CLI::Range(0, 1024));
+  command->add_option("--contend-seconds", flags->contend_seconds, "With --contend: the busy loops end after this long at most")
+      ->check(CLI::PositiveNumber);
   command->add_option("--format", flags->format, "markdown, csv or json")->check(CLI::IsMember({"markdown", "csv", "json"}));
   command->add_option("--plot", flags->plot, "Write an SVG chart of latency against batch to this file");
   command->add_option("--output", flags->output, "Write the report to this file instead of stdout");
-  command->add_option("--seconds-per-cell", flags->seconds_per_cell, "Minimum timing per cell")->check(CLI::NonNegativeNumber);
+  command->add_option("--seconds-per-cell", flags->seconds_per_cell, "Minimum timing per cell")
+      ->check(CLI::NonNegativeNumber)
+      ->multi_option_policy(last_wins);
   command->add_option("--min-reps", flags->min_repetitions, "Minimum timed runs per cell")->check(CLI::PositiveNumber);
   command->add_option("--max-reps", flags->max_repetitions, "Maximum timed runs per cell")->check(CLI::PositiveNumber);
   command->add_option("--device", flags->engine.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
@@ -112,12 +127,18 @@ void add_bench_command(CLI::App& app, Action& run) {
     options.peers = flags->peers;
     run = [flags, options]() mutable {
       options.grid.engine = flags->engine.options();
-      if (options.grid.engine.threads == 0) options.grid.engine.threads = static_cast<int>(std::thread::hardware_concurrency());
+      if (options.grid.engine.threads == 0) options.grid.engine.threads = available_cpus();
       options.grid.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
       const FrozenModel model = load_frozen_model(flags->model);
       std::cerr << "bench: " << flags->model << ", " << options.precisions.size() << " precisions x " << options.grid.lengths.size()
                 << " lengths x " << options.grid.batches.size() << " batches" << (options.peers.empty() ? "" : ", with peers") << "\n";
-      const BenchReport report = run_bench(model, flags->model, options);
+      std::optional<CpuContention> contention;
+      if (flags->contend > 0) contention.emplace(flags->contend, flags->contend_seconds);
+      BenchReport report = run_bench(model, flags->model, options);
+      if (contention) {
+        report.machine += ", under contention from " + contention->description();
+        contention.reset();
+      }
       const std::string text = flags->format == "csv" ? format_csv(report)
                                : flags->format == "json" ? format_json(report)
                                                          : format_markdown(report);
