@@ -134,6 +134,19 @@ TEST(PunctuatorTest, BadInputsAndLongLines) {
   EXPECT_THROW(Punctuator(BertModel::from_model(small_cjk_model(), {}), {100, 0, 1, false}), InvalidArgument);
 }
 
+TEST(PunctuatorTest, StrideBelowAQuarterWindowIsRefused) {
+  // Stride 1 would run every token through every window that covers it: 3 KB of text once took 45 s.
+  const auto engine = BertModel::from_model(small_cjk_model(), {});
+  try {
+    Punctuator(engine, {18, 3, 4, false});  // 16 content tokens: the stride must be 4..16
+    FAIL() << "stride 3 of a 16-token window accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_TRUE(testing::Contains(e.what(), "stride 3 must be between 4 (a quarter of the window) and the window's 16"));
+  }
+  EXPECT_NO_THROW(Punctuator(engine, {18, 4, 4, false}));
+  EXPECT_NO_THROW(Punctuator(engine, {18, 16, 4, false}));
+}
+
 TEST(PunctuationMetricsTest, ReferenceMarksBelongToTheWordBefore) {
   const MarkSet marks(seed_punctuation_labels());
   const ReferenceMarks reference = read_reference_marks("你好，世界。 hello , world!? 3.14", marks);

@@ -132,14 +132,32 @@ TensorView transposed(const TensorView& matrix, std::shared_ptr<const void>& own
                     std::span<const std::byte>(reinterpret_cast<const std::byte*>(result->data()), result->size() * sizeof(float))};
 }
 
-int64_t count_layers(const std::map<std::string, SourceBinding>& bindings) {
+// BERT-large has 24 layers; a name claiming more than this is a broken or hostile file, refused before anything is
+// sized by it.
+constexpr int64_t kMaxLayers = 1024;
+
+int64_t count_layers(const std::string& path, const std::map<std::string, SourceBinding>& bindings) {
   static const std::regex kLayer(R"(^bert\.encoder\.layer\.(\d+)\.)");
   int64_t layers = 0;
   for (const auto& [name, binding] : bindings) {
     std::smatch match;
-    if (std::regex_search(name, match, kLayer)) layers = std::max<int64_t>(layers, std::stoll(match[1].str()) + 1);
+    if (!std::regex_search(name, match, kLayer)) continue;
+    const std::string digits = match[1].str();
+    if (digits.size() > 4 || std::stoll(digits) >= kMaxLayers)
+      throw Error(path + ": tensor " + binding.source_name + " names encoder layer " + digits + "; at most " +
+                  std::to_string(kMaxLayers) + " layers are supported");
+    layers = std::max<int64_t>(layers, std::stoll(digits) + 1);
   }
   return layers;
+}
+
+// The tensor's shape, which must have `rank` dimensions: a scalar where a table belongs is a clear error, never a
+// read past the end of the shape.
+const Shape& shape_of_rank(const std::string& path, const SourceTensorInfo& info, size_t rank) {
+  if (info.shape.size() != rank)
+    throw Error(path + ": tensor " + info.name + " has shape " + shape_string(info.shape) + ", expected " +
+                std::to_string(rank) + " dimensions");
+  return info.shape;
 }
 
 }  // namespace
@@ -199,7 +217,7 @@ FrozenModel import_bert(TensorSource& source, const std::string& path, const std
   if (bindings.count(bert_names::kClassifierWeight)) {
     if (!bindings.count(bert_names::kClassifierBias)) throw Error(path + ": classifier.weight without classifier.bias");
     head = HeadCandidate{"classifier", bindings[bert_names::kClassifierWeight], bindings[bert_names::kClassifierBias],
-                         infos.at(bindings[bert_names::kClassifierWeight].source_name)->shape[0]};
+                         shape_of_rank(path, *infos.at(bindings[bert_names::kClassifierWeight].source_name), 2)[0]};
     bindings.erase(bert_names::kClassifierWeight);
     bindings.erase(bert_names::kClassifierBias);
   } else {
@@ -245,10 +263,10 @@ FrozenModel import_bert(TensorSource& source, const std::string& path, const std
                                             : std::optional<fs::path>(options.config_file);
   StatedConfig stated = config_path ? read_stated_config(*config_path) : StatedConfig{};
   if (!config_path) notes.push_back("no config.json or bert_config.json: architecture inferred from tensor shapes");
-  auto shape_of = [&](const std::string& canonical) -> const Shape& {
+  auto shape_of = [&](const std::string& canonical, size_t rank) -> const Shape& {
     const auto it = bindings.find(canonical);
     if (it == bindings.end()) throw Error(path + ": missing tensor for " + canonical);
-    return infos.at(it->second.source_name)->shape;
+    return shape_of_rank(path, *infos.at(it->second.source_name), rank);
   };
   BertConfig& c = m.config;
   auto settle = [&](const char* field, const std::optional<int64_t>& from_config, int64_t from_shapes) {
@@ -258,13 +276,15 @@ FrozenModel import_bert(TensorSource& source, const std::string& path, const std
   };
   c.hidden_size = settle("hidden_size", stated.hidden_size, hidden);
   c.vocab_size = settle("vocab_size", stated.vocab_size, word_shape[0]);
-  c.max_positions = settle("max_positions", stated.max_positions, shape_of(bert_names::embedding("position_embeddings"))[0]);
-  c.type_vocab_size = settle("type_vocab_size", stated.type_vocab_size, shape_of(bert_names::embedding("token_type_embeddings"))[0]);
-  c.num_layers = settle("num_layers", stated.num_layers, count_layers(bindings));
+  c.max_positions = settle("max_positions", stated.max_positions, shape_of(bert_names::embedding("position_embeddings"), 2)[0]);
+  c.type_vocab_size = settle("type_vocab_size", stated.type_vocab_size, shape_of(bert_names::embedding("token_type_embeddings"), 2)[0]);
+  c.num_layers = settle("num_layers", stated.num_layers, count_layers(path, bindings));
+  if (c.num_layers < 1 || c.num_layers > kMaxLayers)
+    throw Error(path + ": " + std::to_string(c.num_layers) + " encoder layers; 1.." + std::to_string(kMaxLayers) + " are supported");
   const SourceBinding& intermediate = bindings.count(bert_names::layer(0, "intermediate.dense.weight"))
                                           ? bindings[bert_names::layer(0, "intermediate.dense.weight")]
                                           : throw Error(path + ": no layer 0 intermediate dense weight");
-  const Shape& intermediate_shape = infos.at(intermediate.source_name)->shape;
+  const Shape& intermediate_shape = shape_of_rank(path, *infos.at(intermediate.source_name), 2);
   c.intermediate_size = settle("intermediate_size", stated.intermediate_size,
                                intermediate.transpose ? intermediate_shape.at(1) : intermediate_shape.at(0));
   const std::optional<int64_t> graph_heads = graph != nullptr ? graph->attention_heads(c.hidden_size) : std::nullopt;
@@ -332,6 +352,13 @@ FrozenModel import_bert(TensorSource& source, const std::string& path, const std
     if (binding == bindings.end())
       throw Error(path + ": missing tensor for " + tensor.name + " " + shape_string(tensor.shape) +
                   (tf_names ? " (TF name expected under bert/)" : ""));
+    // The declared shape must be the architecture's before a byte is read or decoded.
+    Shape declared = infos.at(binding->second.source_name)->shape;
+    if (binding->second.transpose && declared.size() == 2) std::swap(declared[0], declared[1]);
+    if (declared != tensor.shape)
+      throw Error(path + ": tensor " + binding->second.source_name + " has shape " +
+                  shape_string(infos.at(binding->second.source_name)->shape) + ", the architecture needs " +
+                  shape_string(tensor.shape) + " for " + tensor.name + (binding->second.transpose ? " (after transposing)" : ""));
     LoadedTensor loaded = source.read(binding->second.source_name);
     if (!is_floating(loaded.view.dtype))
       throw Error(path + ": tensor " + binding->second.source_name + " is " + std::string(dtype_name(loaded.view.dtype)) + ", not floating point");

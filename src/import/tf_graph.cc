@@ -234,7 +234,9 @@ std::optional<int64_t> TfGraphSource::attention_heads(int64_t hidden) const {
       for (const auto& input : shape->second->input()) dims.push_back(scalar(input).value_or(-1));
     } else if (shape->second->op() == "Const") {
       const auto value = shape->second->attr().find("value");
-      if (value != shape->second->attr().end() && value->second.has_tensor()) {
+      // A shape has 4 entries: anything else is not the attention reshape, and is never decoded.
+      if (value != shape->second->attr().end() && value->second.has_tensor() &&
+          shape_numel(shape_from_tf(value->second.tensor().tensor_shape(), "shape constant")) == 4) {
         const LoadedTensor constant = decode_tensor_proto(value->second.tensor(), "shape constant");
         if (constant.view.dtype == DType::i32 && constant.view.numel() == 4)
           for (int64_t i = 0; i < 4; ++i) dims.push_back(reinterpret_cast<const int32_t*>(constant.view.data.data())[i]);

@@ -11,6 +11,17 @@ namespace {
 
 // Graph constants are small; a frozen BERT's largest is its embedding table (tens of millions of values).
 constexpr int64_t kMaxConstantElements = int64_t{1} << 31;
+// A constant may carry fewer values than its shape (TensorFlow repeats the last one, or reads none as zeros), so a
+// few bytes of file can declare gigabytes. Real frozen weights carry their content; what is filled in by
+// repetition stays below this, and a larger claim is refused before anything is allocated.
+constexpr size_t kMaxFilledConstantBytes = size_t{64} << 20;
+
+// The bytes of values the proto itself holds (repeated fields at their element size).
+size_t carried_bytes(const tensorflow::TensorProto& proto, size_t element) {
+  const size_t values = static_cast<size_t>(proto.float_val_size() + proto.double_val_size() + proto.half_val_size() +
+                                            proto.int64_val_size() + proto.int_val_size() + proto.bool_val_size());
+  return proto.tensor_content().size() + values * element;
+}
 
 template <typename Source, typename Target>
 void fill(const Source& values, int64_t numel, std::vector<std::byte>& bytes, const std::string& what) {
@@ -68,11 +79,18 @@ LoadedTensor decode_tensor_proto(const tensorflow::TensorProto& proto, const std
   Shape shape = shape_from_tf(proto.tensor_shape(), what);
   const int64_t numel = shape_numel(shape);
   const size_t element = dtype_size(*dtype);
-  auto bytes = std::make_shared<std::vector<std::byte>>(static_cast<size_t>(numel) * element);
+  const size_t declared = static_cast<size_t>(numel) * element;
+  // Checked before the buffer exists: a wrong-sized tensor_content, and a declared size that repetition would fill.
+  if (!proto.tensor_content().empty() && proto.tensor_content().size() != declared)
+    throw Error(what + ": tensor_content holds " + std::to_string(proto.tensor_content().size()) + " bytes, " +
+                std::string(dtype_name(*dtype)) + " " + shape_string(shape) + " needs " + std::to_string(declared));
+  if (declared > kMaxFilledConstantBytes && carried_bytes(proto, element) < declared)
+    throw Error(what + ": declares " + std::string(dtype_name(*dtype)) + " " + shape_string(shape) + " (" +
+                std::to_string(declared) + " bytes) but carries " + std::to_string(carried_bytes(proto, element)) +
+                " bytes of values; constants filled by repetition are limited to " +
+                std::to_string(kMaxFilledConstantBytes) + " bytes");
+  auto bytes = std::make_shared<std::vector<std::byte>>(declared);
   if (!proto.tensor_content().empty()) {
-    if (proto.tensor_content().size() != bytes->size())
-      throw Error(what + ": tensor_content holds " + std::to_string(proto.tensor_content().size()) + " bytes, " +
-                  std::string(dtype_name(*dtype)) + " " + shape_string(shape) + " needs " + std::to_string(bytes->size()));
     std::memcpy(bytes->data(), proto.tensor_content().data(), bytes->size());
   } else {
     switch (*dtype) {

@@ -52,9 +52,12 @@ Punctuator::Punctuator(const ModelMetadata& metadata, std::shared_ptr<const Bert
                           std::to_string(positions) + " positions");
   window_ = window - 2;  // [CLS] and [SEP]
   stride_ = options_.stride == 0 ? std::max<int64_t>(1, window_ / 2) : options_.stride;
-  if (stride_ < 1 || stride_ > window_)
-    throw InvalidArgument("stride " + std::to_string(stride_) + " must be between 1 and the window's " +
-                          std::to_string(window_) + " content tokens");
+  // At least a quarter window: every token is computed by at most 4 windows, so a small stride cannot multiply the
+  // work of a request (stride 1 over a 510-token window would run the model 510 times per token).
+  const int64_t min_stride = std::max<int64_t>(1, (window_ + 3) / 4);
+  if (stride_ < min_stride || stride_ > window_)
+    throw InvalidArgument("stride " + std::to_string(stride_) + " must be between " + std::to_string(min_stride) +
+                          " (a quarter of the window) and the window's " + std::to_string(window_) + " content tokens");
   if (options_.batch_size < 1) throw InvalidArgument("batch size must be positive");
 }
 
