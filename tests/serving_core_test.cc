@@ -136,6 +136,31 @@ TEST(BatchSchedulerTest, FullQueueIsResourceExhaustedAndBadRequestsFailAlone) {
   EXPECT_NO_THROW(scheduler.run(request, {}));
 }
 
+TEST(BatchSchedulerTest, BadRequestsAreAnsweredWithoutWaitingInTheQueue) {
+  const auto model = BertModel::from_model(testing::tiny_model(), {});
+  BatchingOptions batching;
+  batching.max_batch_size = 64;
+  batching.batch_timeout_micros = 60'000'000;  // a valid request waits a minute for company
+  BatchScheduler scheduler(model, batching, true, "tiny", nullptr);
+  const InputBatch request = random_request(model->config(), 1, 8, 1);
+  auto waiting = std::async(std::launch::async, [&] { return scheduler.run(request, {}); });
+  InputBatch bad = request;
+  bad.input_ids[3] = 1 << 20;
+  auto refused = std::async(std::launch::async, [&] { scheduler.run(bad, {}); });
+  // Validated before it is queued: the error comes now, not after the batch timeout.
+  ASSERT_EQ(refused.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  try {
+    refused.get();
+    FAIL() << "an id outside the vocabulary was accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_TRUE(Contains(e.what(), "outside the vocabulary"));
+  }
+  EXPECT_EQ(waiting.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+  // 63 more rows fill the batch, which then runs at once with the waiting request in it.
+  EXPECT_NO_THROW(scheduler.run(random_request(model->config(), 63, 8, 2), {}));
+  EXPECT_NO_THROW(waiting.get());
+}
+
 class ModelManagerTest : public ::testing::Test {
  protected:
   void write_version(int64_t version, uint64_t seed) {

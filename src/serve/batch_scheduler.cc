@@ -52,6 +52,9 @@ BatchScheduler::~BatchScheduler() {
 }
 
 OutputBatch BatchScheduler::run(const InputBatch& inputs, const OutputSelection& outputs) {
+  // A bad request is answered at once (400 naming the bad id, length or mask), never after waiting in the queue,
+  // and never with "queue full" when it could not have run anyway.
+  model_->validate(inputs);
   auto task = std::make_unique<Task>();
   task->inputs = &inputs;
   task->outputs = outputs;
@@ -110,17 +113,8 @@ void BatchScheduler::work() {
   }
 }
 
-void BatchScheduler::execute(std::vector<std::unique_ptr<Task>>& batch, Workspace& workspace) {
-  // Bad requests fail alone and never join a merged batch.
-  std::vector<std::unique_ptr<Task>> valid;
-  for (auto& task : batch) {
-    try {
-      model_->validate(*task->inputs);
-      valid.push_back(std::move(task));
-    } catch (...) {
-      task->result.set_exception(std::current_exception());
-    }
-  }
+void BatchScheduler::execute(std::vector<std::unique_ptr<Task>>& valid, Workspace& workspace) {
+  // Every task was validated before it was queued (run()), so none can spoil a merged batch.
   if (valid.empty()) return;
   int64_t rows = 0, length = 0;
   OutputSelection outputs{false, false, false, false};

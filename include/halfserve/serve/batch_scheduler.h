@@ -42,7 +42,7 @@ class BatchScheduler {
   };
   void work();
   std::vector<std::unique_ptr<Task>> next_batch(std::unique_lock<std::mutex>& lock);
-  void execute(std::vector<std::unique_ptr<Task>>& batch, Workspace& workspace);
+  void execute(std::vector<std::unique_ptr<Task>>& valid, Workspace& workspace);
 
   std::shared_ptr<const BertModel> model_;
   BatchingOptions batching_;
