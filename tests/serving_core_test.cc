@@ -178,6 +178,23 @@ class ModelManagerTest : public ::testing::Test {
   std::string log_;
 };
 
+TEST_F(ModelManagerTest, TruncatingOrOverwritingTheServedFileCannotCrashIt) {
+  write_version(1, 1);
+  ModelManager models = manager();
+  models.start();
+  const auto serving = models.find("tiny");
+  InputBatch in;
+  in.batch = 1;
+  in.length = 3;
+  in.input_ids = {1, 2, 3};
+  const OutputBatch before = serving->run(in, {});
+  const fs::path file = base_ / "1" / "model.safetensors";
+  fs::resize_file(file, 0);  // `truncate -s 0`: a mapped embedding table would now raise SIGBUS
+  EXPECT_EQ(serving->run(in, {}).logits, before.logits);
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << std::string(4096, 'x');  // `cp` of another file over it
+  EXPECT_EQ(serving->run(in, {}).logits, before.logits);
+}
+
 TEST_F(ModelManagerTest, ServesTheNewestVersionAndSwapsSafely) {
   write_version(1, 1);
   write_version(2, 2);

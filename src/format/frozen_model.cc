@@ -65,8 +65,8 @@ void FrozenModel::validate() const {
     if (!expected_names.count(name)) throw Error("unexpected tensor " + name + " (not part of the architecture)");
 }
 
-FrozenModel load_frozen_model(const std::string& path) {
-  SafetensorsFile file = read_safetensors(path);
+FrozenModel load_frozen_model(const std::string& path, FileResidence residence) {
+  SafetensorsFile file = read_safetensors(path, residence);
   FrozenModel model;
   model.path = path;
   try {

@@ -77,9 +77,9 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
 
 }  // namespace
 
-SafetensorsFile read_safetensors(const std::string& path) {
+SafetensorsFile read_safetensors(const std::string& path, FileResidence residence) {
   SafetensorsFile result;
-  auto mapped = std::make_shared<const MappedFile>(path);
+  auto mapped = std::make_shared<const MappedFile>(path, residence);
   const auto bytes = mapped->bytes();
   if (bytes.size() < 8) fail(path, "file is " + std::to_string(bytes.size()) + " bytes, too short for a header");
   const uint64_t header_size = read_u64_le(bytes.data());

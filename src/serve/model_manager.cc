@@ -194,7 +194,10 @@ void ModelManager::poll_model(ModelState& model) {
     VersionStatus status{version, VersionState::available, ServingCode::ok, ""};
     try {
       const std::string path = find_model_file(folder);
-      const auto engine = BertModel::load(path, engine_options_for_workers(options_.engine, options_.batching));
+      // Read into memory the server owns: an operator's `cp` or `truncate` over the served file cannot pull pages
+      // from under requests in flight (a mapping would SIGBUS); the next poll loads the new file as a new version.
+      const auto engine = BertModel::from_model(load_frozen_model(path, FileResidence::copied),
+                                                engine_options_for_workers(options_.engine, options_.batching));
       served = std::make_shared<ServedVersion>(name, version, path, engine, options_.batching, options_.batching_enabled,
                                                options_.metrics);
       // Warm-up: the first call creates kernels; it must not be a client's.

@@ -18,7 +18,31 @@ namespace {
 std::string errno_text() { return std::strerror(errno); }
 }  // namespace
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
+namespace {
+
+// Reads `size` bytes of `fd` into fresh anonymous pages (page-aligned like a mapping, released the same way).
+std::byte* copy_into_memory(int fd, size_t size, const std::string& path) {
+  void* memory = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) throw Error(path + ": cannot allocate " + std::to_string(size) + " bytes: " + errno_text());
+  auto* bytes = static_cast<std::byte*>(memory);
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t got = ::pread(fd, bytes + done, size - done, static_cast<off_t>(done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      const std::string reason = got < 0 ? errno_text() : "the file got shorter while it was read";
+      ::munmap(memory, size);
+      throw Error(path + ": cannot read: " + reason);
+    }
+    done += static_cast<size_t>(got);
+  }
+  ::mprotect(memory, size, PROT_READ);
+  return bytes;
+}
+
+}  // namespace
+
+MappedFile::MappedFile(const std::string& path, FileResidence residence) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(path + ": cannot open: " + errno_text());
   struct stat info {};
@@ -32,7 +56,14 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     throw Error(path + ": not a regular file");
   }
   size_ = static_cast<size_t>(info.st_size);
-  if (size_ > 0) {
+  if (size_ > 0 && residence == FileResidence::copied) {
+    try {
+      data_ = copy_into_memory(fd, size_, path);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+  } else if (size_ > 0) {
     void* mapping = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (mapping == MAP_FAILED) {
       const std::string reason = errno_text();

@@ -5,6 +5,7 @@
 
 #include "halfserve/format/model_metadata.h"
 #include "halfserve/format/tensor.h"
+#include "halfserve/util/mapped_file.h"
 
 namespace halfserve {
 
@@ -19,8 +20,9 @@ struct FrozenModel {
   void validate() const;
 };
 
-// Maps and validates a frozen file. Every error message starts with `path`.
-FrozenModel load_frozen_model(const std::string& path);
+// Maps (or, with FileResidence::copied, reads into owned memory) and validates a frozen file. Every error message
+// starts with `path`.
+FrozenModel load_frozen_model(const std::string& path, FileResidence residence = FileResidence::mapped);
 
 // Writes the model (validated first) through a temporary file; returns the file size in bytes.
 uint64_t save_frozen_model(const FrozenModel& model, const std::string& path);

@@ -23,7 +23,7 @@ struct SafetensorsFile {
 };
 
 // Throws Error naming `path` and the problem for anything malformed.
-SafetensorsFile read_safetensors(const std::string& path);
+SafetensorsFile read_safetensors(const std::string& path, FileResidence residence = FileResidence::mapped);
 
 // One tensor to write; its bytes must already be in `dtype`.
 struct NamedTensor {

@@ -6,11 +6,16 @@
 
 namespace halfserve {
 
-// A read-only memory map of a whole file. Model weights are read straight from the map, so loading a frozen
-// file costs no copy for tensors the engine can use as they are (embedding tables).
+// How a file's bytes are held. `mapped` reads them straight from the file's pages, so loading a frozen file costs
+// no copy for tensors the engine can use as they are (embedding tables), but a file overwritten or truncated while
+// mapped can kill the process (SIGBUS). `copied` reads the file once into memory this process owns: what a server
+// uses, since an operator may `cp` a new model over the one it serves.
+enum class FileResidence { mapped, copied };
+
+// A read-only view of a whole file's bytes, held as `residence` says.
 class MappedFile {
  public:
-  explicit MappedFile(const std::string& path);
+  explicit MappedFile(const std::string& path, FileResidence residence = FileResidence::mapped);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
