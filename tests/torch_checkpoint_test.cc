@@ -314,6 +314,24 @@ TEST(TorchCheckpoint, AcceptsStridesOfSizeOneDimensionsAndEmptyTensors) {
   EXPECT_EQ(source->read("empty").view.data.size(), 0u);
 }
 
+TEST(TorchCheckpoint, AStorageFarLargerThanItsTensorsIsRefusedBeforeItIsInflated) {
+  // A few hundred bytes of pickle declaring a 1 GiB storage for a 4-element tensor: refused before the entry is
+  // opened, so no gigabyte is allocated or inflated.
+  TempDir dir;
+  const std::vector<TensorSpec> tensors = {{"w", "FloatStorage", "0", int64_t{1} << 28, 0, {4}, {1}}};
+  auto source = open_torch_checkpoint(write_checkpoint(dir, state_dict_pickle(tensors), small_storages()).string());
+  try {
+    source->read("w");
+    FAIL() << "a 1 GiB storage for 16 bytes of tensor was read";
+  } catch (const Error& e) {
+    EXPECT_TRUE(Contains(e.what(), "its storage '0' holds 1073741824 bytes but the tensors viewing it use only 16"));
+  }
+  // Storages a little larger than their views (a saved slice keeps its whole base) still load.
+  const std::vector<TensorSpec> slice = {{"w", "FloatStorage", "0", 8, 0, {2}, {1}}};
+  auto sliced = open_torch_checkpoint(write_checkpoint(dir, state_dict_pickle(slice), small_storages()).string());
+  EXPECT_EQ(floats_of(sliced->read("w")), (std::vector<float>{-1.f, -2.f}));
+}
+
 // ---- hostile pickles: nothing may run ----
 
 struct HostilePickle {
