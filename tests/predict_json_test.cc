@@ -52,6 +52,14 @@ class PredictJsonTest : public ::testing::Test {
   ModelMetadata metadata_;
 };
 
+TEST_F(PredictJsonTest, ABodyOfMoreValuesThanAnyBatchIsRefusedWhileParsing) {
+  // 800 000 ids: more than three inputs of the engine's largest batch (3 x 2^18 + 4096 values).
+  std::string body = R"({"inputs": [[)";
+  for (int i = 0; i < 800000; ++i) body += i == 0 ? "1" : ",1";
+  body += "]]}";
+  expect_invalid(body, {"more than 790528 values"});
+}
+
 TEST_F(PredictJsonTest, ColumnForm) {
   const PredictRequest request =
       parse(R"({"inputs": {"input_ids": [[2, 10, 11, 3], [2, 12, 3, 0]], "attention_mask": [[1, 1, 1, 1], [1, 1, 1, 0]]}})");

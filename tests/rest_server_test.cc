@@ -389,6 +389,11 @@ TEST_F(RestServerTest, PunctuateRefusesWhatItCannotDo) {
   expect_error(post("/v1/models/nope:punctuate", R"({"text": "你好"})"), 404, "nope");
   expect_error(post("/v1/models/tiny:punctuate", json({{"texts", std::vector<std::string>(3, std::string(400000, 'a'))}}).dump()),
                400, "several requests");
+  // Many empty texts cost no text bytes but a document node each: parsing stops at the bound.
+  expect_error(post("/v1/models/tiny:punctuate", json({{"texts", std::vector<std::string>(70000, "")}}).dump()), 400,
+               "more than 65552 values");
+  expect_error(post("/v1/models/tiny:punctuate", json({{"texts", std::vector<std::string>(65537, "")}}).dump()), 400,
+               "lists 65537 texts, more than the 65536");
 }
 
 TEST_F(RestServerTest, EveryErrorHasItsStatusAndAJsonBody) {

@@ -20,6 +20,10 @@ namespace {
 // Text one request may hold (about 260 000 tokens of Chinese, the size of predict's largest batch): beyond it a
 // single request would hold the model for minutes. Longer documents go in several requests.
 constexpr size_t kMaxTextBytes = 1 << 20;
+// Texts one request may list: empty strings cost nothing in the byte budget above but a document node each.
+constexpr size_t kMaxTexts = 1 << 16;
+// The texts and a handful of options.
+constexpr size_t kMaxPunctuateJsonValues = kMaxTexts + 16;
 
 struct PunctuateRequest {
   std::vector<std::string> texts;
@@ -56,6 +60,9 @@ json float_value(float value) {
 
 std::vector<std::string> text_list(const json& value) {
   if (!value.is_array()) throw InvalidArgument("\"texts\" must be a list of strings");
+  if (value.size() > kMaxTexts)
+    throw InvalidArgument("\"texts\" lists " + std::to_string(value.size()) + " texts, more than the " +
+                          std::to_string(kMaxTexts) + " one request may hold: send them in several requests");
   std::vector<std::string> texts;
   texts.reserve(value.size());
   for (size_t i = 0; i < value.size(); ++i) {
@@ -68,8 +75,7 @@ std::vector<std::string> text_list(const json& value) {
 PunctuateRequest parse_request(std::string_view body) {
   json document;
   try {
-    check_json_depth(body, "request");
-    document = json::parse(body);  // rejects invalid UTF-8 inside strings
+    document = parse_bounded_json(body, "request", kMaxPunctuateJsonValues);  // rejects invalid UTF-8 in strings
   } catch (const json::exception& e) {
     throw InvalidArgument(std::string("malformed JSON request: ") + e.what());
   } catch (const Error& e) {

@@ -25,4 +25,15 @@ void check_json_depth(std::string_view text, const std::string& what, size_t max
   }
 }
 
+nlohmann::json parse_bounded_json(std::string_view text, const std::string& what, size_t max_values) {
+  check_json_depth(text, what);
+  size_t values = 0;
+  const nlohmann::json::parser_callback_t count = [&](int, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    if (event == nlohmann::json::parse_event_t::value && ++values > max_values)
+      throw Error(what + ": more than " + std::to_string(max_values) + " values");
+    return true;
+  };
+  return nlohmann::json::parse(text, count);
+}
+
 }  // namespace halfserve

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -12,5 +13,11 @@ inline constexpr size_t kMaxJsonDepth = 32;
 // Throws Error("WHAT: JSON nested deeper than N levels") when `text` nests more than `max_depth` arrays/objects.
 // Brackets inside strings are ignored; the text is otherwise not validated here.
 void check_json_depth(std::string_view text, const std::string& what, size_t max_depth = kMaxJsonDepth);
+
+// Parses untrusted JSON whose size in values is bounded: the depth is checked first, and parsing stops with
+// Error("WHAT: more than N values") as soon as the N+1th value is read, so a body of millions of tiny values never
+// becomes a document of millions of nodes (each costs far more memory than its text). Malformed JSON throws the
+// JSON library's parse error.
+nlohmann::json parse_bounded_json(std::string_view text, const std::string& what, size_t max_values);
 
 }  // namespace halfserve
