@@ -168,8 +168,8 @@ PredictRequest parse_predict_request(std::string_view body, const ModelMetadata&
     document = parse_bounded_json(body, "request", kMaxPredictJsonValues);
   } catch (const json::exception& e) {
     throw InvalidArgument(std::string("malformed JSON request: ") + e.what());
-  } catch (const Error& e) {
-    throw InvalidArgument(std::string("malformed JSON request: ") + e.what());
+  } catch (const Error& e) {  // well-formed so far, but past a bound (nesting, value count)
+    throw InvalidArgument(std::string("request refused: ") + e.what());
   }
   if (!document.is_object()) throw InvalidArgument("request must be a JSON object with \"instances\" or \"inputs\"");
   PredictRequest request;

@@ -78,8 +78,8 @@ PunctuateRequest parse_request(std::string_view body) {
     document = parse_bounded_json(body, "request", kMaxPunctuateJsonValues);  // rejects invalid UTF-8 in strings
   } catch (const json::exception& e) {
     throw InvalidArgument(std::string("malformed JSON request: ") + e.what());
-  } catch (const Error& e) {
-    throw InvalidArgument(std::string("malformed JSON request: ") + e.what());
+  } catch (const Error& e) {  // well-formed so far, but past a bound (nesting, value count)
+    throw InvalidArgument(std::string("request refused: ") + e.what());
   }
   if (!document.is_object()) throw InvalidArgument("request must be a JSON object with \"text\" or \"texts\"");
   PunctuateRequest request;
