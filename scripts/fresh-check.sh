@@ -6,7 +6,8 @@
 #
 # What it does:
 #   1. builds a Debian 12 root with `mmdebstrap --variant=apt bookworm` from the apt sources (and the apt
-#      "Acquire::" options) this machine is configured with, read now, so no mirror is written into any file;
+#      "Acquire::" options) this machine is configured with, read at run time: no mirror is named in the project
+#      (the throw-away root's own apt configuration holds them, as any Debian install's does);
 #   2. copies the working tree's files (tracked and untracked-but-not-ignored: no build/, no .venv/) into it, and
 #      binds ../shared beside them read-only, as CI lays it out;
 #   3. lends it what is the machine's and not the project's: the DNS resolver, the machine's TLS trust store (PyPI
@@ -23,7 +24,7 @@
 # keeps the root afterwards, HALFSERVE_BENCH_FLAGS (default: a small grid) goes to the main job's bench.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-work=${HALFSERVE_FRESH_DIR:-/var/tmp/halfserve-fresh-check}
+work=$(realpath -m "${HALFSERVE_FRESH_DIR:-/var/tmp/halfserve-fresh-check}")  # canonical, as mountinfo has it
 cache=${HALFSERVE_FRESH_CACHE:-/var/cache/halfserve-fresh-check}
 root=$work/root
 started=$(date +%s)
@@ -31,6 +32,11 @@ say() { echo "fresh-check: $* ($(( $(date +%s) - started )) s)"; }
 fail() { echo "fresh-check: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || fail "run as root (mmdebstrap, chroot and bind mounts need it)"
+# Everything below runs in a private mount namespace: no mount made here propagates to the machine, and all of
+# them vanish with this process, however it ends.
+if [ -z "${HALFSERVE_FRESH_PRIVATE_MOUNTS:-}" ]; then
+  exec env HALFSERVE_FRESH_PRIVATE_MOUNTS=1 unshare --mount --propagation private bash "$0" "$@"
+fi
 
 # ---- mounts: every one is recorded, and the root is deleted only when none is left inside it ----------------------
 mounted=()
@@ -94,7 +100,8 @@ say "root built: $(chroot "$root" dpkg-query -W -f='${Package}\n' | wc -l) packa
 project=$root/work/halfserve
 mkdir -p "$project"
 (cd "$repo" && git ls-files -z --cached --others --exclude-standard |
-  while IFS= read -r -d '' file; do [ -e "$file" ] && printf '%s\0' "$file"; done | tar --null -T - -cf -) |
+  while IFS= read -r -d '' file; do if [ -e "$file" ] || [ -L "$file" ]; then printf '%s\0' "$file"; fi; done |
+  tar --null -T - -cf -) |
   tar -xf - -C "$project"
 say "copied $(find "$project" -type f | wc -l) files of the working tree to /work/halfserve"
 if [ -d "$repo/../shared" ]; then
@@ -116,7 +123,8 @@ if [ -e /usr/local/cuda ]; then
   mount_into "$root$toolkit" --bind -o ro "$toolkit"
   # The toolkit's links in /usr/local (cuda, lib64, nvvm, targets) point into it; FindCUDAToolkit needs them all.
   for link in /usr/local/*; do
-    if [ -L "$link" ] && [[ "$(readlink -f "$link")" == "$toolkit"* ]]; then cp -P "$link" "$root$link"; fi
+    # Linked to the resolved target: a link through /etc/alternatives would dangle inside the root.
+    if [ -L "$link" ] && [[ "$(readlink -f "$link")" == "$toolkit"* ]]; then ln -sfn "$(readlink -f "$link")" "$root$link"; fi
   done
   say "lent the CUDA toolkit at $toolkit"
 fi

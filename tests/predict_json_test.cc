@@ -58,6 +58,11 @@ TEST_F(PredictJsonTest, ABodyOfMoreValuesThanAnyBatchIsRefusedWhileParsing) {
   for (int i = 0; i < 800000; ++i) body += i == 0 ? "1" : ",1";
   body += "]]}";
   expect_invalid(body, {"more than 790528 values"});
+  // Empty arrays are nodes too.
+  std::string arrays = R"({"inputs": [)";
+  for (int i = 0; i < 800000; ++i) arrays += i == 0 ? "[]" : ",[]";
+  arrays += "]}";
+  expect_invalid(arrays, {"more than 790528 values"});
 }
 
 TEST_F(PredictJsonTest, ColumnForm) {

@@ -136,6 +136,20 @@ TEST(BatchSchedulerTest, FullQueueIsResourceExhaustedAndBadRequestsFailAlone) {
   EXPECT_NO_THROW(scheduler.run(request, {}));
 }
 
+TEST(BatchSchedulerTest, MergedBatchesStayWithinTheEnginesTokenLimit) {
+  // Three requests of 2000 full rows of 64 tokens: any two merged exceed 2^18 padded tokens, which the engine
+  // refuses, so each must run in a batch of its own instead of failing together.
+  const auto model = BertModel::from_model(testing::tiny_model(), {});
+  BatchingOptions batching;
+  batching.max_batch_size = 10000;
+  batching.batch_timeout_micros = 200000;
+  BatchScheduler scheduler(model, batching, true, "tiny", nullptr);
+  const InputBatch request = random_request(model->config(), 2000, 64, 5);
+  std::vector<std::future<OutputBatch>> results;
+  for (int i = 0; i < 3; ++i) results.push_back(std::async(std::launch::async, [&] { return scheduler.run(request, {}); }));
+  for (auto& result : results) EXPECT_EQ(result.get().label_ids.size(), 2000u * 64u);
+}
+
 TEST(BatchSchedulerTest, BadRequestsAreAnsweredWithoutWaitingInTheQueue) {
   const auto model = BertModel::from_model(testing::tiny_model(), {});
   BatchingOptions batching;

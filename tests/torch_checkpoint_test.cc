@@ -324,8 +324,13 @@ TEST(TorchCheckpoint, AStorageFarLargerThanItsTensorsIsRefusedBeforeItIsInflated
     source->read("w");
     FAIL() << "a 1 GiB storage for 16 bytes of tensor was read";
   } catch (const Error& e) {
-    EXPECT_TRUE(Contains(e.what(), "its storage '0' holds 1073741824 bytes but the tensors viewing it use only 16"));
+    EXPECT_TRUE(Contains(e.what(), "its storage '0' holds 1073741824 bytes but the tensor uses only 16"));
   }
+  // A decoy tensor spanning the whole storage (never read by an importer) does not vouch for it.
+  const std::vector<TensorSpec> decoyed = {{"decoy", "FloatStorage", "0", int64_t{1} << 28, 0, {int64_t{1} << 28}, {1}},
+                                           {"w", "FloatStorage", "0", int64_t{1} << 28, 0, {4}, {1}}};
+  auto with_decoy = open_torch_checkpoint(write_checkpoint(dir, state_dict_pickle(decoyed), small_storages()).string());
+  EXPECT_THROW(with_decoy->read("w"), Error);
   // Storages a little larger than their views (a saved slice keeps its whole base) still load.
   const std::vector<TensorSpec> slice = {{"w", "FloatStorage", "0", 8, 0, {2}, {1}}};
   auto sliced = open_torch_checkpoint(write_checkpoint(dir, state_dict_pickle(slice), small_storages()).string());

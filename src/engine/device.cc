@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <thread>
 #include <fstream>
 
 #include "halfserve/util/error.h"
@@ -24,6 +25,7 @@ int available_cpus() {
   cpu_set_t mask;
   CPU_ZERO(&mask);
   if (sched_getaffinity(0, sizeof mask, &mask) == 0) cpus = std::max(1, CPU_COUNT(&mask));
+  else cpus = std::max(1u, std::thread::hardware_concurrency());  // more CPUs than a cpu_set_t holds
   // cgroup v2: "max 100000" (no limit) or "QUOTA PERIOD" in microseconds.
   std::ifstream limit("/sys/fs/cgroup/cpu.max");
   std::string quota;

@@ -16,11 +16,21 @@ constexpr int64_t kMaxConstantElements = int64_t{1} << 31;
 // repetition stays below this, and a larger claim is refused before anything is allocated.
 constexpr size_t kMaxFilledConstantBytes = size_t{64} << 20;
 
-// The bytes of values the proto itself holds (repeated fields at their element size).
-size_t carried_bytes(const tensorflow::TensorProto& proto, size_t element) {
-  const size_t values = static_cast<size_t>(proto.float_val_size() + proto.double_val_size() + proto.half_val_size() +
-                                            proto.int64_val_size() + proto.int_val_size() + proto.bool_val_size());
-  return proto.tensor_content().size() + values * element;
+// The bytes of values the proto itself holds for `dtype`: tensor_content, or the one repeated field decode reads
+// for it (values in other fields are ignored, so they cannot vouch for a size).
+size_t carried_bytes(const tensorflow::TensorProto& proto, DType dtype) {
+  if (!proto.tensor_content().empty()) return proto.tensor_content().size();
+  size_t values = 0;
+  switch (dtype) {
+    case DType::f32: values = static_cast<size_t>(proto.float_val_size()); break;
+    case DType::f64: values = static_cast<size_t>(proto.double_val_size()); break;
+    case DType::f16:
+    case DType::bf16: values = static_cast<size_t>(proto.half_val_size()); break;
+    case DType::i64: values = static_cast<size_t>(proto.int64_val_size()); break;
+    case DType::boolean: values = static_cast<size_t>(proto.bool_val_size()); break;
+    default: values = static_cast<size_t>(proto.int_val_size()); break;
+  }
+  return values * dtype_size(dtype);
 }
 
 template <typename Source, typename Target>
@@ -84,9 +94,9 @@ LoadedTensor decode_tensor_proto(const tensorflow::TensorProto& proto, const std
   if (!proto.tensor_content().empty() && proto.tensor_content().size() != declared)
     throw Error(what + ": tensor_content holds " + std::to_string(proto.tensor_content().size()) + " bytes, " +
                 std::string(dtype_name(*dtype)) + " " + shape_string(shape) + " needs " + std::to_string(declared));
-  if (declared > kMaxFilledConstantBytes && carried_bytes(proto, element) < declared)
+  if (declared > kMaxFilledConstantBytes && carried_bytes(proto, *dtype) < declared)
     throw Error(what + ": declares " + std::string(dtype_name(*dtype)) + " " + shape_string(shape) + " (" +
-                std::to_string(declared) + " bytes) but carries " + std::to_string(carried_bytes(proto, element)) +
+                std::to_string(declared) + " bytes) but carries " + std::to_string(carried_bytes(proto, *dtype)) +
                 " bytes of values; constants filled by repetition are limited to " +
                 std::to_string(kMaxFilledConstantBytes) + " bytes");
   auto bytes = std::make_shared<std::vector<std::byte>>(declared);

@@ -182,10 +182,9 @@ struct StorageInfo {
   DType dtype;
   int64_t numel;
   std::string first_tensor;  // for conflict messages
-  uint64_t used_bytes = 0;   // the end of the furthest tensor viewing it
 };
 
-// A storage may be larger than what its tensors view (torch saves a slice's whole base), but not by more than this:
+// A storage may be larger than the tensor read from it (torch saves a slice's whole base), but not by more than this:
 // a file that declares a storage of a gigabyte for a tensor of a few bytes is refused before the gigabyte is
 // inflated.
 constexpr uint64_t kMaxUnusedStorageBytes = 64ull << 20;
@@ -290,8 +289,6 @@ class TorchCheckpoint final : public TensorSource {
                       std::to_string(storage_numel) + " elements");
     locations_[name] = TensorLocation{infos_.size(), tensor.storage.key,
                                       static_cast<uint64_t>(tensor.storage_offset) * element_size, numel * element_size};
-    StorageInfo& storage = storages_.at(tensor.storage.key);
-    storage.used_bytes = std::max(storage.used_bytes, (static_cast<uint64_t>(tensor.storage_offset) + numel) * element_size);
     infos_.push_back(SourceTensorInfo{name, tensor.storage.dtype, tensor.size});
   }
 
@@ -343,10 +340,14 @@ class TorchCheckpoint final : public TensorSource {
     const std::string where = "tensor " + quoted(tensor_name);
     const StorageInfo& info = storages_.at(key);
     const uint64_t needed = static_cast<uint64_t>(info.numel) * dtype_size(info.dtype);
-    if (needed > info.used_bytes + kMaxUnusedStorageBytes)
-      fail(path_, where + ": its storage " + quoted(key) + " holds " + std::to_string(needed) + " bytes but the tensors "
-                      "viewing it use only " + std::to_string(info.used_bytes) + " (at most " +
-                      std::to_string(kMaxUnusedStorageBytes) + " unused bytes are read)");
+    // Measured against the tensor being read, not every tensor naming the storage: a decoy tensor spanning a huge
+    // storage (which the importer would never read) cannot vouch for it.
+    const TensorLocation& location = locations_.at(tensor_name);
+    const uint64_t used = location.byte_offset + location.byte_size;
+    if (needed > used + kMaxUnusedStorageBytes)
+      fail(path_, where + ": its storage " + quoted(key) + " holds " + std::to_string(needed) + " bytes but the tensor "
+                      "uses only " + std::to_string(used) + " (at most " + std::to_string(kMaxUnusedStorageBytes) +
+                      " unused bytes are read)");
     const std::string entry_name = root_ + "/data/" + key;
     const auto entry = find_entry(archive_.get(), path_, entry_name, file_size_);
     if (!entry) fail(path_, where + ": its storage entry " + quoted(entry_name) + " is missing");

@@ -85,11 +85,16 @@ std::vector<std::unique_ptr<BatchScheduler::Task>> BatchScheduler::next_batch(st
     wake_.wait_until(lock, deadline, [&] { return stopping_ || queued_rows_ >= batching_.max_batch_size; });
     if (queue_.empty()) return batch;  // another worker took them
   }
-  int64_t rows = 0;
+  int64_t rows = 0, length = 0;
   while (!queue_.empty()) {
     const int64_t task_rows = queue_.front()->inputs->batch;
-    if (!batch.empty() && (!enabled_ || rows + task_rows > batching_.max_batch_size)) break;
+    // The merged batch pads every row to the longest: it must stay a batch the engine accepts.
+    const int64_t merged_length = std::max(length, queue_.front()->inputs->length);
+    if (!batch.empty() && (!enabled_ || rows + task_rows > batching_.max_batch_size ||
+                           (rows + task_rows) * merged_length > BertModel::kMaxBatchTokens))
+      break;
     rows += task_rows;
+    length = merged_length;
     queued_rows_ -= task_rows;
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();

@@ -29,7 +29,10 @@ nlohmann::json parse_bounded_json(std::string_view text, const std::string& what
   check_json_depth(text, what);
   size_t values = 0;
   const nlohmann::json::parser_callback_t count = [&](int, nlohmann::json::parse_event_t event, nlohmann::json&) {
-    if (event == nlohmann::json::parse_event_t::value && ++values > max_values)
+    // Arrays and objects are nodes too, and fire no `value` event: `[[],[],…]` must count.
+    const bool node = event == nlohmann::json::parse_event_t::value || event == nlohmann::json::parse_event_t::array_start ||
+                      event == nlohmann::json::parse_event_t::object_start;
+    if (node && ++values > max_values)
       throw Error(what + ": more than " + std::to_string(max_values) + " values");
     return true;
   };

@@ -62,6 +62,10 @@ class Workspace {
 // many threads may run it at once, each with its own Workspace.
 class BertModel {
  public:
+  // Padded tokens (rows × length) one call may run: bounds the activations a call allocates (the FFN buffer is
+  // tokens × intermediate floats).
+  static constexpr int64_t kMaxBatchTokens = int64_t{1} << 18;
+
   BertModel(std::shared_ptr<const FrozenModel> model, std::shared_ptr<Backend> backend, Precision precision);
   ~BertModel();
 
