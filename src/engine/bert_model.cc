@@ -226,9 +226,9 @@ void BertModel::validate(const InputBatch& in) const {
   if (in.length > c.max_positions)
     throw InvalidArgument("sequence length " + std::to_string(in.length) + " exceeds the model's maximum of " +
                           std::to_string(c.max_positions) + " positions");
-  if (in.batch * in.length > BertModel::kMaxBatchTokens)
+  if (in.batch * in.length > kMaxBatchTokens)
     throw InvalidArgument("batch of " + std::to_string(in.batch * in.length) + " tokens exceeds the limit of " +
-                          std::to_string(BertModel::kMaxBatchTokens) + "; split it into smaller batches");
+                          std::to_string(kMaxBatchTokens) + "; split it into smaller batches");
   const size_t count = static_cast<size_t>(in.batch * in.length);
   if (in.input_ids.size() != count)
     throw InvalidArgument("input_ids holds " + std::to_string(in.input_ids.size()) + " values, expected " +

@@ -4,9 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <thread>
-#include <fstream>
 
 #include "halfserve/util/error.h"
 
@@ -39,6 +40,14 @@ int available_cpus() {
     }
   }
   return cpus;
+}
+
+int default_cpu_threads() {
+  if (const char* setting = std::getenv("OMP_NUM_THREADS"); setting != nullptr) {
+    const long threads = std::strtol(setting, nullptr, 10);  // "4" or a nested list "4,2": its first number
+    if (threads > 0) return static_cast<int>(std::min<long>(threads, 4096));
+  }
+  return available_cpus();
 }
 
 }  // namespace halfserve

@@ -1,6 +1,5 @@
 #include "halfserve/serve/batch_scheduler.h"
 
-
 #include <algorithm>
 
 #include "halfserve/serve/metrics.h"

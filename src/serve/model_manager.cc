@@ -18,7 +18,7 @@ namespace {
 // is fixed at load, not taken from the calling thread).
 EngineOptions engine_options_for_workers(EngineOptions engine, const BatchingOptions& batching) {
   const int workers = static_cast<int>(std::max<int64_t>(1, batching.num_batch_threads));
-  if (workers > 1) engine.threads = std::max(1, (engine.threads > 0 ? engine.threads : available_cpus()) / workers);
+  if (workers > 1) engine.threads = std::max(1, (engine.threads > 0 ? engine.threads : default_cpu_threads()) / workers);
   return engine;
 }
 

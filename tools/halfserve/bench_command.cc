@@ -1,6 +1,5 @@
 #include <fstream>
 #include <optional>
-#include <thread>
 #include <iostream>
 
 #include "cli_options.h"
@@ -127,7 +126,7 @@ void add_bench_command(CLI::App& app, Action& run) {
     options.peers = flags->peers;
     run = [flags, options]() mutable {
       options.grid.engine = flags->engine.options();
-      if (options.grid.engine.threads == 0) options.grid.engine.threads = available_cpus();
+      if (options.grid.engine.threads == 0) options.grid.engine.threads = default_cpu_threads();
       options.grid.progress = [](const std::string& line) { std::cerr << "  " << line << "\n"; };
       const FrozenModel model = load_frozen_model(flags->model);
       std::cerr << "bench: " << flags->model << ", " << options.precisions.size() << " precisions x " << options.grid.lengths.size()

@@ -61,10 +61,8 @@ CpuBackend::CpuBackend(int threads) : threads_(threads) {
   if (threads < 0) throw InvalidArgument("thread count must be positive, got " + std::to_string(threads));
   // OpenMP's thread count is per calling thread. Setting it here also sizes the constructing thread's team for
   // what it runs outside run_sequence (the bench's GEMM-only peer); every model call sets its own below.
-  // 0 means every CPU the process may use (OMP_NUM_THREADS, when set, is the user's word for it).
-  if (threads == 0 && std::getenv("OMP_NUM_THREADS") == nullptr) threads = available_cpus();
-  if (threads > 0) omp_set_num_threads(threads);
-  threads_ = omp_get_max_threads();
+  threads_ = threads > 0 ? threads : default_cpu_threads();
+  omp_set_num_threads(threads_);
 }
 
 // oneDNN fixes a GEMM's split across threads when its primitive is created, for the creating thread's team, and
