@@ -495,6 +495,26 @@ TEST(FrozenModelLabelTest, PunctuationMarkForLabel) {
   EXPECT_EQ(punctuation_mark_for_label("\xff"), "");  // invalid UTF-8 is not punctuation
 }
 
+TEST(FrozenModelLabelTest, PlusUNamesACapitalizingLabel) {
+  const Label comma = label_for_name(",+U");
+  EXPECT_EQ(comma.mark, ",");
+  EXPECT_TRUE(comma.capitalize);
+  const Label plain = label_for_name("O+U");
+  EXPECT_EQ(plain.mark, "");
+  EXPECT_TRUE(plain.capitalize);
+  EXPECT_FALSE(label_for_name("+U").capitalize);  // nothing before the suffix: an ordinary (unknown) name
+  EXPECT_FALSE(label_for_name(",").capitalize);
+  EXPECT_EQ(label_for_name("COMMA+U").mark, ",");
+
+  ModelMetadata metadata = halfserve::testing::tiny_model().metadata;
+  metadata.labels = {label_for_name("O"), label_for_name(".+U")};
+  const ModelMetadata back = metadata_from_strings(metadata_to_strings(metadata));
+  ASSERT_EQ(back.labels.size(), 2u);
+  EXPECT_FALSE(back.labels[0].capitalize);
+  EXPECT_TRUE(back.labels[1].capitalize);
+  EXPECT_EQ(back.labels[1].mark, ".");
+}
+
 TEST(FrozenModelLabelTest, SeedLabelsCarryTheirMarks) {
   const FrozenModel model = halfserve::testing::tiny_model();
   const std::vector<std::pair<std::string, std::string>> expected = {{"O", ""},   {"，", "，"}, {"。", "。"},

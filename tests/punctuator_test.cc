@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 
@@ -30,6 +31,14 @@ FrozenModel always_label(const FrozenModel& source, int32_t label) {
   model.tensors.add_float(bert_names::kClassifierBias, {labels}, bias);
   return model;
 }
+
+// The model with other labels (the head is then replaced by always_label).
+FrozenModel with_labels(FrozenModel model, const std::vector<std::string>& names) {
+  model.metadata.labels.clear();
+  for (const auto& name : names) model.metadata.labels.push_back(label_for_name(name));
+  return model;
+}
+const std::vector<std::string> kCasedEnglishLabels = {"O", ",", ".", "?", "O+U", ",+U", ".+U", "?+U"};
 
 Punctuator make(const FrozenModel& model, PunctuatorOptions options = {}) {
   return Punctuator(BertModel::from_model(model, {}), options);
@@ -185,6 +194,42 @@ TEST(PunctuationMetricsTest, HandCountedScores) {
   EXPECT_EQ(scores.words, 6);
 }
 
+TEST(PunctuatorTest, CapitalizingLabelsUpperCaseOnlyTheFirstLetter) {
+  const FrozenModel cased = with_labels(small_cjk_model(), kCasedEnglishLabels);
+  Punctuator capitals = make(always_label(cased, 4));  // "O+U"
+  EXPECT_EQ(capitals.punctuate({"hello world"})[0], "Hello World");
+  Punctuator periods = make(always_label(cased, 6));  // ".+U"
+  // First letters only ("iphone" -> "Iphone", never "IPHONE"); a word with no letter first keeps its text; the
+  // input's own capitals stay; marks still follow the rules above (none inside "3.14").
+  EXPECT_EQ(periods.punctuate({"hello  zoë, iphone 42 XYZ 3.14"})[0], "Hello.  Zoë. Iphone. 42. XYZ. 3.14.");
+  EXPECT_EQ(periods.punctuate({"émile"})[0], "Émile.");
+  Punctuator plain = make(always_label(cased, 2));  // "." without capitals
+  EXPECT_EQ(plain.punctuate({"hello World"})[0], "hello. World.");
+}
+
+TEST(PunctuationMetricsTest, CapitalsAreScoredApartFromMarks) {
+  const FrozenModel model = always_label(with_labels(small_cjk_model(), kCasedEnglishLabels), 5);  // ",+U"
+  Punctuator punctuator = make(model);
+  const ReferenceMarks reference = read_reference_marks("Hello, world. Yes 42", punctuator.marks());
+  const auto predictions = punctuator.predict({reference.clean});
+  PunctuationScorer scorer(model.metadata.labels);
+  scorer.add(reference, predictions[0]);
+  const PunctuationScores& scores = scorer.scores();
+  ASSERT_EQ(scores.per_mark.size(), 3u);  // , . ? once each: ",+U" is scored as ","
+  EXPECT_EQ(scores.per_mark[0].mark, ",");
+  EXPECT_EQ(scores.per_mark[0].true_positives, 1);   // hello
+  EXPECT_EQ(scores.per_mark[0].false_positives, 3);  // world (gold "."), yes, 42
+  EXPECT_EQ(scores.per_mark[1].false_negatives, 1);  // world's "."
+  ASSERT_TRUE(scores.capitalization.has_value());
+  // Hello and Yes start with capitals, world does not, 42 has no letter to count.
+  EXPECT_EQ(scores.capitalization->true_positives, 2);
+  EXPECT_EQ(scores.capitalization->false_positives, 1);
+  EXPECT_EQ(scores.capitalization->false_negatives, 0);
+
+  PunctuationScorer uncased(small_cjk_model().metadata.labels);
+  EXPECT_FALSE(uncased.scores().capitalization.has_value());
+}
+
 TEST(PunctuationMetricsTest, ScoresAModelThatAlwaysSaysComma) {
   const FrozenModel model = always_label(small_cjk_model(), 1);
   Punctuator punctuator = make(model);
@@ -229,6 +274,39 @@ TEST(PunctuateCliTest, LinesInLinesOutAndClearErrors) {
   EXPECT_EQ(micro["false_positives"], 4);
   EXPECT_EQ(micro["false_negatives"], 1);
   EXPECT_DOUBLE_EQ(report["results"][1]["token_label_disagreement_with_fp32"].get<double>(), 0.0);
+}
+
+// The shipped models are found relative to the binary: beside it (a build tree) or under ../share (an install).
+TEST(PunctuateCliTest, FindsTheShippedModelRelativeToTheBinary) {
+  testing::TempDir dir;
+  const auto installed = dir / "prefix" / "bin" / "halfserve";
+  const auto beside = dir / "bundle" / "halfserve";
+  const auto shared_models = dir / "prefix" / "share" / "halfserve" / "models";
+  for (const auto& binary : {installed, beside}) {
+    std::filesystem::create_directories(binary.parent_path());
+    std::filesystem::copy_file(HALFSERVE_CLI_PATH, binary);
+  }
+  std::filesystem::create_directories(shared_models);
+  std::filesystem::create_directories(dir / "bundle" / "models");
+  save_frozen_model(always_label(small_cjk_model(), 2), (shared_models / "punct-zh-int8.safetensors").string());
+  save_frozen_model(always_label(small_cjk_model(), 1), (dir / "bundle" / "models" / "punct-en-int8.safetensors").string());
+
+  const auto zh = testing::run_binary(installed.string(), "punctuate", "今天\n");
+  ASSERT_EQ(zh.exit_code, 0) << zh.err;
+  EXPECT_EQ(zh.out, "今。天。\n");
+  const auto en = testing::run_binary(beside.string(), "punctuate --language en", "今天\n");
+  ASSERT_EQ(en.exit_code, 0) << en.err;
+  EXPECT_EQ(en.out, "今，天，\n");
+
+  const auto missing = testing::run_binary(beside.string(), "punctuate", "今天\n");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_TRUE(testing::Contains(missing.err, "the shipped zh model is not installed")) << missing.err;
+  EXPECT_TRUE(testing::Contains(missing.err, (dir / "bundle" / "models" / "punct-zh-int8.safetensors").string()))
+      << missing.err;
+  const auto both = testing::run_binary(beside.string(), "punctuate --language en --model x.safetensors", "");
+  EXPECT_EQ(both.exit_code, 2);
+  const auto unknown = testing::run_binary(beside.string(), "punctuate --language fr", "");
+  EXPECT_EQ(unknown.exit_code, 2);
 }
 
 }  // namespace

@@ -73,10 +73,14 @@ FrozenModel tiny_model(uint64_t seed, int64_t vocab_size, int64_t layers) {
 }
 
 CommandResult run_cli(const std::string& args, const std::string& stdin_text) {
+  return run_binary(HALFSERVE_CLI_PATH, args, stdin_text);
+}
+
+CommandResult run_binary(const std::string& binary, const std::string& args, const std::string& stdin_text) {
   TempDir dir;
   const fs::path in = dir / "stdin", out = dir / "stdout", err = dir / "stderr";
   std::ofstream(in) << stdin_text;
-  const std::string command = std::string("'") + HALFSERVE_CLI_PATH + "' " + args + " < '" + in.string() + "' > '" +
+  const std::string command = "'" + binary + "' " + args + " < '" + in.string() + "' > '" +
                               out.string() + "' 2> '" + err.string() + "'";
   const int status = std::system(command.c_str());
   CommandResult result;

@@ -65,5 +65,7 @@ struct CommandResult {
 };
 // Runs the halfserve CLI with `args` (shell-quoted by the caller where needed), feeding `stdin_text`.
 CommandResult run_cli(const std::string& args, const std::string& stdin_text = "");
+// The same with another copy of the binary (to test what it finds relative to itself).
+CommandResult run_binary(const std::string& binary, const std::string& args, const std::string& stdin_text = "");
 
 }  // namespace halfserve::testing

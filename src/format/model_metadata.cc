@@ -158,6 +158,13 @@ std::string punctuation_mark_for_label(const std::string& name) {
   return it == kNamed.end() ? "" : it->second;
 }
 
+Label label_for_name(const std::string& name) {
+  constexpr std::string_view kCapitalize = "+U";
+  const bool capitalize = name.size() > kCapitalize.size() && name.ends_with(kCapitalize);
+  const std::string base = capitalize ? name.substr(0, name.size() - kCapitalize.size()) : name;
+  return {name, punctuation_mark_for_label(base), capitalize};
+}
+
 std::string_view input_role_name(InputRole role) { return kInputRoles[static_cast<size_t>(role)]; }
 std::string_view output_role_name(OutputRole role) { return kOutputRoles[static_cast<size_t>(role)]; }
 
@@ -242,7 +249,11 @@ std::map<std::string, std::string> metadata_strings(const ModelMetadata& m) {
                                   .dump();
 
   json labels = json::array();
-  for (const auto& label : m.labels) labels.push_back({{"name", label.name}, {"mark", label.mark}});
+  for (const auto& label : m.labels) {
+    json entry = {{"name", label.name}, {"mark", label.mark}};
+    if (label.capitalize) entry["capitalize"] = true;  // absent in files written before capitalization labels
+    labels.push_back(entry);
+  }
   strings[kLabelsKey] = labels.dump();
 
   const TokenizerSettings& t = m.tokenizer;
@@ -307,7 +318,8 @@ ModelMetadata metadata_from_strings(const std::map<std::string, std::string>& st
   const json labels = parse_key(strings, kLabelsKey);
   if (!labels.is_array()) throw Error(std::string("metadata ") + kLabelsKey + " is not a JSON array");
   for (const auto& label : labels)
-    m.labels.push_back({field<std::string>(label, kLabelsKey, "name"), field<std::string>(label, kLabelsKey, "mark")});
+    m.labels.push_back({field<std::string>(label, kLabelsKey, "name"), field<std::string>(label, kLabelsKey, "mark"),
+                        field_or<bool>(label, kLabelsKey, "capitalize", false)});
 
   const json tok = parse_key(strings, kTokenizerKey);
   if (!tok.is_object()) throw Error(std::string("metadata ") + kTokenizerKey + " is not a JSON object");

@@ -322,7 +322,7 @@ FrozenModel import_bert(TensorSource& source, const std::string& path, const std
       if (static_cast<int64_t>(stated.id2label.size()) != head->labels)
         throw Error(stated.path + ": id2label has " + std::to_string(stated.id2label.size()) + " labels but the head has " +
                     std::to_string(head->labels) + " outputs");
-      for (const auto& name : stated.id2label) m.labels.push_back({name, punctuation_mark_for_label(name)});
+      for (const auto& name : stated.id2label) m.labels.push_back(label_for_name(name));
     } else {
       for (int64_t i = 0; i < head->labels; ++i) m.labels.push_back({"LABEL_" + std::to_string(i), ""});
       notes.push_back("labels unknown: numbered LABEL_0..LABEL_" + std::to_string(head->labels - 1) +

@@ -107,8 +107,9 @@ std::vector<Label> read_labels_file(const std::string& path) {
       throw Error(path + ": line " + std::to_string(i + 1) + " is empty (one label per line)");
     }
     const auto tab = line.find('\t');
-    if (tab == std::string::npos) labels.push_back({line, punctuation_mark_for_label(line)});
-    else labels.push_back({line.substr(0, tab), line.substr(tab + 1)});
+    Label label = label_for_name(line.substr(0, tab));
+    if (tab != std::string::npos) label.mark = line.substr(tab + 1);
+    labels.push_back(std::move(label));
   }
   return labels;
 }

@@ -64,7 +64,7 @@ BertConfig seed_architecture() {
 
 std::vector<Label> seed_punctuation_labels() {
   std::vector<Label> labels;
-  for (const char* name : {"O", "，", "。", "？", "！", "、"}) labels.push_back({name, punctuation_mark_for_label(name)});
+  for (const char* name : {"O", "，", "。", "？", "！", "、"}) labels.push_back(label_for_name(name));
   return labels;
 }
 

@@ -1,6 +1,7 @@
 #include "halfserve/text/metrics.h"
 
 #include <algorithm>
+#include <utf8proc.h>
 
 #include "halfserve/util/error.h"
 
@@ -21,11 +22,15 @@ double MarkScore::f1() const {
 
 PunctuationScorer::PunctuationScorer(const std::vector<Label>& labels) : labels_(labels) {
   for (size_t i = 0; i < labels_.size(); ++i) {
-    if (labels_[i].mark.empty()) {
-      if (no_mark_label_ < 0) no_mark_label_ = static_cast<int32_t>(i);
-    } else {
-      scores_.per_mark.push_back({labels_[i].name, labels_[i].mark, 0, 0, 0});
+    const Label& label = labels_[i];
+    if (label.capitalize && !scores_.capitalization) scores_.capitalization = MarkScore{"capitals", "+U", 0, 0, 0};
+    if (label.mark.empty()) {
+      if (no_mark_label_ < 0 && !label.capitalize) no_mark_label_ = static_cast<int32_t>(i);
+      continue;
     }
+    const bool scored = std::any_of(scores_.per_mark.begin(), scores_.per_mark.end(),
+                                    [&](const MarkScore& score) { return score.mark == label.mark; });
+    if (!scored) scores_.per_mark.push_back({label.name, label.mark, 0, 0, 0});
   }
   scores_.micro.label = "all marks";
 }
@@ -66,8 +71,23 @@ void PunctuationScorer::add(const ReferenceMarks& reference, const TextPredictio
     }
     gold.push_back(label);
     predicted.push_back(word.label);
+    if (scores_.capitalization) add_capital(reference.clean, word);
   }
   add_labels(gold, predicted);
+}
+
+void PunctuationScorer::add_capital(std::string_view text, const PredictedWord& word) {
+  char32_t first = 0;
+  if (word.begin >= text.size() || decode_utf8(text, word.begin, first) == 0) return;
+  const auto code = static_cast<utf8proc_int32_t>(first);
+  const bool upper = utf8proc_isupper(code), lower = utf8proc_islower(code);
+  if (!upper && !lower) return;
+  const bool capitalized = word.label >= 0 && word.label < static_cast<int32_t>(labels_.size()) &&
+                           labels_[static_cast<size_t>(word.label)].capitalize;
+  MarkScore& score = *scores_.capitalization;
+  if (upper && capitalized) ++score.true_positives;
+  if (!upper && capitalized) ++score.false_positives;
+  if (upper && !capitalized) ++score.false_negatives;
 }
 
 const PunctuationScores& PunctuationScorer::scores() {

@@ -1,11 +1,13 @@
 #include "halfserve/text/punctuator.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <numeric>
 #include <utf8proc.h>
 
 #include "halfserve/util/error.h"
+#include "text/unicode.h"
 
 namespace halfserve {
 
@@ -26,6 +28,18 @@ bool accepts_mark_after(std::string_view word) {
   if (!all_punctuation) return true;
   const auto category = utf8proc_category(static_cast<utf8proc_int32_t>(last));
   return category == UTF8PROC_CATEGORY_PE || category == UTF8PROC_CATEGORY_PF;
+}
+
+// Appends the word's first code point upper-cased (as utf8proc maps it: "é" -> "É"; a character without an upper
+// case stays itself) and returns the bytes of `word` it stands for. Only the first letter changes: "iPhone" and
+// "API" keep the rest of their case.
+size_t append_capitalized_first(std::string_view word, std::string& out) {
+  char32_t first = 0;
+  const size_t length = decode_utf8(word, 0, first);
+  if (length == 0) return 0;
+  const auto upper = static_cast<char32_t>(utf8proc_toupper(static_cast<utf8proc_int32_t>(first)));
+  unicode::append_utf8(upper, out);
+  return length;
 }
 
 }  // namespace
@@ -157,16 +171,24 @@ std::vector<TextPrediction> Punctuator::predict(const std::vector<std::string>& 
 
 std::string Punctuator::render(const TextPrediction& prediction) const {
   const std::vector<Label>& labels = labels_;
+  const std::string_view text = prediction.clean;
   std::string out;
   out.reserve(prediction.clean.size() + prediction.words.size() * 3);
   size_t copied = 0;
   for (const PredictedWord& word : prediction.words) {
-    const std::string& mark = labels[static_cast<size_t>(word.label)].mark;
+    const Label& label = labels[static_cast<size_t>(word.label)];
+    if (label.capitalize && word.begin >= copied) {
+      out.append(text.substr(copied, word.begin - copied));
+      copied = word.begin + append_capitalized_first(text.substr(word.begin, word.end - word.begin), out);
+    }
+    const std::string& mark = label.mark;
     if (mark.empty() || word.end < copied) continue;
-    const std::string_view text = prediction.clean;
     if (!accepts_mark_after(text.substr(word.begin, word.end - word.begin))) continue;
     if (text.substr(word.end, mark.size()) == mark) continue;  // the input already has it (--keep-existing)
-    if (word.end < text.size() && MarkSet::inside_word(text, word.end, 1)) continue;  // "3|.14": inside a number
+    // "3|.14": the input's own mark inside a number (a space between two words is no such mark: "hello| world").
+    if (word.end < text.size() && std::ispunct(static_cast<unsigned char>(text[word.end])) &&
+        MarkSet::inside_word(text, word.end, 1))
+      continue;
     out.append(text.substr(copied, word.end - copied));
     out.append(mark);
     copied = word.end;

@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "halfserve/text/metrics.h"
 #include "line_input.h"
+#include "shipped_models.h"
 
 namespace halfserve::cli {
 
@@ -42,14 +43,18 @@ void print_text(const std::vector<PrecisionResult>& results) {
                 << " | " << score.f1() << " | " << score.support() << " |\n";
     const MarkScore& micro = result.scores.micro;
     std::cout << "| micro (all marks) | " << micro.precision() << " | " << micro.recall() << " | " << micro.f1() << " | "
-              << micro.support() << " |\n\n";
+              << micro.support() << " |\n";
+    if (const auto& capitals = result.scores.capitalization)
+      std::cout << "| capitals (+U labels) | " << capitals->precision() << " | " << capitals->recall() << " | "
+                << capitals->f1() << " | " << capitals->support() << " |\n";
+    std::cout << "\n";
   }
   if (results.size() > 1 && results.front().precision == Precision::fp32) {
-    std::cout << "| precision | micro F1 | F1 - fp32 F1 | tokens labelled differently from fp32 |\n|---|---|---|---|\n";
+    std::cout << "| precision | micro F1 | F1 - fp32 F1 | token labels agreeing with fp32 |\n|---|---|---|---|\n";
     for (const auto& result : results)
       std::cout << "| " << precision_name(result.precision) << " | " << result.scores.micro.f1() << " | " << std::showpos
                 << result.scores.micro.f1() - results.front().scores.micro.f1() << std::noshowpos << " | "
-                << 100 * label_disagreement(result.token_labels, results.front().token_labels) << " % |\n";
+                << 100 * (1 - label_disagreement(result.token_labels, results.front().token_labels)) << " % |\n";
   }
 }
 
@@ -59,14 +64,15 @@ void add_eval_command(CLI::App& app, Action& run) {
   auto* command = app.add_subcommand(
       "eval", "Score restored punctuation against reference text: per-mark precision, recall, F1, across precisions");
   struct Flags {
-    std::string model, reference, precisions = "fp32";
+    ModelChoice model;
+    std::string reference, precisions = "fp32";
     EngineFlags engine;
     PunctuatorOptions options;
     bool json = false;
     size_t max_line_bytes = 16 << 20;
   };
   auto flags = std::make_shared<Flags>();
-  command->add_option("--model", flags->model, "Frozen .safetensors file")->required();
+  flags->model.add_to(*command);
   command->add_option("--ref", flags->reference, "Reference: punctuated text, one per line")->required();
   command->add_option("--precisions", flags->precisions, "Comma-separated precisions to score (fp32 first for the comparison)");
   add_window_flags(*command, flags->options);
@@ -76,7 +82,7 @@ void add_eval_command(CLI::App& app, Action& run) {
   command->callback([flags, &run] {
     const std::vector<Precision> precisions = parse_precision_list(flags->precisions, "--precisions");
     run = [flags, precisions] {
-      const FrozenModel model = load_frozen_model(flags->model);
+      const FrozenModel model = load_frozen_model(flags->model.path());
       const MarkSet marks(model.metadata.labels);
       std::vector<ReferenceMarks> references;
       std::vector<std::string> clean_texts;
@@ -108,7 +114,7 @@ void add_eval_command(CLI::App& app, Action& run) {
         return 0;
       }
       nlohmann::ordered_json out;
-      out["model"] = flags->model;
+      out["model"] = flags->model.path();
       out["reference"] = flags->reference;
       out["lines"] = references.size();
       out["results"] = nlohmann::ordered_json::array();
@@ -118,9 +124,12 @@ void add_eval_command(CLI::App& app, Action& run) {
                                         {"micro", score_json(result.scores.micro)}};
         entry["per_mark"] = nlohmann::ordered_json::array();
         for (const auto& score : result.scores.per_mark) entry["per_mark"].push_back(score_json(score));
+        if (result.scores.capitalization) entry["capitalization"] = score_json(*result.scores.capitalization);
         if (results.front().precision == Precision::fp32) {
           entry["f1_minus_fp32"] = result.scores.micro.f1() - results.front().scores.micro.f1();
-          entry["token_label_disagreement_with_fp32"] = label_disagreement(result.token_labels, results.front().token_labels);
+          const double disagreement = label_disagreement(result.token_labels, results.front().token_labels);
+          entry["token_label_disagreement_with_fp32"] = disagreement;
+          entry["token_label_agreement_with_fp32"] = 1 - disagreement;
         }
         out["results"].push_back(entry);
       }

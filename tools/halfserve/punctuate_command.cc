@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "halfserve/text/punctuator.h"
 #include "line_input.h"
+#include "shipped_models.h"
 
 namespace halfserve::cli {
 
@@ -16,14 +17,15 @@ constexpr size_t kChunkBytes = 1 << 20;
 void add_punctuate_command(CLI::App& app, Action& run) {
   auto* command = app.add_subcommand("punctuate", "Restore punctuation: one text per line in, one punctuated text per line out");
   struct Flags {
-    std::string model, input;
+    ModelChoice model;
+    std::string input;
     EngineFlags engine;
     PunctuatorOptions options;
     bool replace_invalid = false;
     size_t max_line_bytes = 16 << 20;
   };
   auto flags = std::make_shared<Flags>();
-  command->add_option("--model", flags->model, "Frozen .safetensors file")->required();
+  flags->model.add_to(*command);
   command->add_option("--input", flags->input, "Read texts from this file instead of stdin");
   add_window_flags(*command, flags->options);
   command->add_flag("--keep-existing", flags->options.keep_existing, "Keep the input's punctuation instead of removing it first");
@@ -32,7 +34,7 @@ void add_punctuate_command(CLI::App& app, Action& run) {
   flags->engine.add_to(*command);
   command->callback([flags, &run] {
     run = [flags] {
-      const auto model = BertModel::load(flags->model, flags->engine.options());
+      const auto model = BertModel::load(flags->model.path(), flags->engine.options());
       std::cerr << "punctuate: " << model->describe() << "\n";
       Punctuator punctuator(model, flags->options);
       LineInput input(flags->input, flags->max_line_bytes, flags->replace_invalid);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,14 +24,18 @@ struct MarkScore {
 };
 
 struct PunctuationScores {
-  std::vector<MarkScore> per_mark;  // every label with a mark, in label order
+  std::vector<MarkScore> per_mark;  // every mark a label inserts, in label order (",+U" counts as ",")
   MarkScore micro;                  // summed over all marks
+  // For models with capitalizing labels ("+U"): words the reference starts with an upper-case letter, against
+  // words the model capitalizes (words that start with no cased letter are not counted).
+  std::optional<MarkScore> capitalization;
   int64_t words = 0;
   int64_t unscored_marks = 0;       // reference marks no label inserts (counted as no mark)
 };
 
 // Counts, word by word, the model's marks against the reference's. A word's gold label is the label whose mark
-// equals the marks that follow it in the reference; the "no mark" label where nothing follows.
+// equals the marks that follow it in the reference; the "no mark" label where nothing follows. With capitalizing
+// labels it also scores capitals: the reference's case against the model's "+U" (`add` only: it needs the text).
 class PunctuationScorer {
  public:
   explicit PunctuationScorer(const std::vector<Label>& labels);
@@ -41,6 +46,8 @@ class PunctuationScorer {
   const PunctuationScores& scores();
 
  private:
+  void add_capital(std::string_view text, const PredictedWord& word);
+
   std::vector<Label> labels_;
   int32_t no_mark_label_ = -1;
   PunctuationScores scores_;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The shipped punctuation models (models/punct-{zh,en}-int8.safetensors, found beside the built binary) on their
+# held-out text: train/extract_text.py makes it again from the Debian packages (apt-get download; nothing from the
+# packages is run), then check_shipped_models.py scores every precision with `halfserve eval`. Text that cannot be
+# downloaded is a missing prerequisite: a skip for a user, a failure under CI.
+#   run_shipped_models_test.sh HALFSERVE CACHE_DIR
+set -euo pipefail
+halfserve=$(realpath "$1")
+cache=$2
+cd "$(dirname "$0")/../.."
+source tests/python/prerequisites.sh
+for language in zh en; do
+  data=$cache/$language
+  if [ ! -s "$data/test.txt" ]; then
+    rm -rf "$data.partial"
+    /usr/bin/python3 train/extract_text.py "$language" "$data.partial" > "$cache/extract-$language.log" 2>&1 || {
+      tail -n 20 "$cache/extract-$language.log" >&2
+      missing_prerequisite "the $language held-out text could not be made from Debian's packages (apt-get download)"
+    }
+    # Only the held-out text is needed: the packages and their unpacked files are hundreds of MB.
+    mkdir -p "$data"
+    mv "$data.partial/test.txt" "$data.partial/sources.json" "$data/"
+    rm -rf "$data.partial"
+  fi
+done
+/usr/bin/python3 tests/python/check_shipped_models.py "$halfserve" "$cache"

