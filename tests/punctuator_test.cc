@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <utf8proc.h>
 
 #include "halfserve/format/bert_tensors.h"
 #include "halfserve/synth/synth_model.h"
@@ -17,19 +18,25 @@ namespace {
 // A small model over the generated 21128-token vocabulary (CJK, ASCII, ##pieces): real tokenization, fast runs.
 FrozenModel small_cjk_model(uint64_t seed = 5) { return testing::tiny_model(seed, 21128, 1); }
 
-// The same model with a head that always answers `label` (zero weights, a bias that dominates).
-FrozenModel always_label(const FrozenModel& source, int32_t label) {
+// The same model with another head: `weights` [labels, hidden] and `bias` [labels], one row per metadata label.
+FrozenModel with_head(const FrozenModel& source, std::vector<float> weights, std::vector<float> bias) {
   FrozenModel model;
   model.metadata = source.metadata;
   for (const auto& name : source.tensors.names())
     if (name.rfind("classifier.", 0) != 0) model.tensors.add_view(name, source.tensors.at(name));
   model.tensors.keep_alive(std::make_shared<TensorStore>(source.tensors));
-  const int64_t labels = static_cast<int64_t>(source.metadata.labels.size()), hidden = source.metadata.config.hidden_size;
-  std::vector<float> bias(static_cast<size_t>(labels), 0.0f);
-  bias[static_cast<size_t>(label)] = 10.0f;
-  model.tensors.add_float(bert_names::kClassifierWeight, {labels, hidden}, std::vector<float>(static_cast<size_t>(labels * hidden), 0.0f));
-  model.tensors.add_float(bert_names::kClassifierBias, {labels}, bias);
+  const auto labels = static_cast<int64_t>(bias.size());
+  model.tensors.add_float(bert_names::kClassifierWeight, {labels, source.metadata.config.hidden_size}, std::move(weights));
+  model.tensors.add_float(bert_names::kClassifierBias, {labels}, std::move(bias));
   return model;
+}
+
+// The same model with a head that always answers `label` (zero weights, a bias that dominates).
+FrozenModel always_label(const FrozenModel& source, int32_t label) {
+  const auto labels = source.metadata.labels.size(), hidden = static_cast<size_t>(source.metadata.config.hidden_size);
+  std::vector<float> bias(labels, 0.0f);
+  bias[static_cast<size_t>(label)] = 10.0f;
+  return with_head(source, std::vector<float>(labels * hidden, 0.0f), bias);
 }
 
 // The model with other labels (the head is then replaced by always_label).
@@ -54,6 +61,30 @@ std::string random_text(std::mt19937& random, size_t length) {
   return text;
 }
 
+// A random head over other labels (random_text then gets every label somewhere).
+FrozenModel random_head(const FrozenModel& source, const std::vector<std::string>& names, uint32_t seed) {
+  std::mt19937 random(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> weights(names.size() * static_cast<size_t>(source.metadata.config.hidden_size)), bias(names.size());
+  for (auto& value : weights) value = normal(random);
+  for (auto& value : bias) value = normal(random);
+  return with_head(with_labels(source, names), std::move(weights), std::move(bias));
+}
+
+std::string fold_case(const std::string& text) {
+  std::string folded;
+  for (size_t at = 0; at < text.size();) {
+    char32_t code = 0;
+    const size_t length = decode_utf8(text, at, code);
+    if (length == 0) return folded + text.substr(at);
+    utf8proc_uint8_t bytes[4];
+    const auto written = utf8proc_encode_char(utf8proc_tolower(static_cast<utf8proc_int32_t>(code)), bytes);
+    folded.append(reinterpret_cast<const char*>(bytes), static_cast<size_t>(written));
+    at += length;
+  }
+  return folded;
+}
+
 TEST(PunctuatorTest, NothingIsLost) {
   const FrozenModel model = small_cjk_model();
   for (const bool keep_existing : {false, true}) {
@@ -68,6 +99,25 @@ TEST(PunctuatorTest, NothingIsLost) {
     for (size_t i = 0; i < texts.size(); ++i)
       ASSERT_EQ(punctuator.marks().strip(outputs[i]), punctuator.marks().strip(texts[i]))
           << "input: " << texts[i] << "\noutput: " << outputs[i];
+  }
+}
+
+// With capitalizing labels the same holds once case is folded; and capitals are the only other change.
+TEST(PunctuatorTest, NothingIsLostWithCapitals) {
+  const FrozenModel model = random_head(small_cjk_model(), kCasedEnglishLabels, 7);
+  for (const bool keep_existing : {false, true}) {
+    Punctuator punctuator = make(model, {12, 4, 8, keep_existing});
+    std::mt19937 random(keep_existing ? 4 : 3);
+    std::vector<std::string> texts;
+    for (int i = 0; i < 300; ++i) texts.push_back(random_text(random, random() % 40));
+    const auto outputs = punctuator.punctuate(texts);
+    size_t capitalized = 0;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      const std::string in = punctuator.marks().strip(texts[i]), out = punctuator.marks().strip(outputs[i]);
+      ASSERT_EQ(fold_case(out), fold_case(in)) << "input: " << texts[i] << "\noutput: " << outputs[i];
+      capitalized += out != in;
+    }
+    EXPECT_GT(capitalized, 10u);  // the random head does capitalize
   }
 }
 
@@ -207,6 +257,22 @@ TEST(PunctuatorTest, CapitalizingLabelsUpperCaseOnlyTheFirstLetter) {
   EXPECT_EQ(plain.punctuate({"hello World"})[0], "hello. World.");
 }
 
+TEST(PunctuationMetricsTest, MarksWhereNoWordEndsAreCountedUnscored) {
+  const FrozenModel model = always_label(small_cjk_model(), 2);  // "。"
+  Punctuator punctuator = make(model);
+  // Stripped, "apt，dpkg" reads as the one word "aptdpkg": its "，" follows no word end.
+  const ReferenceMarks reference = read_reference_marks("apt，dpkg ok。", punctuator.marks());
+  const auto predictions = punctuator.predict({reference.clean});
+  PunctuationScorer scorer(model.metadata.labels);
+  scorer.add(reference, predictions[0]);
+  const PunctuationScores& scores = scorer.scores();
+  EXPECT_EQ(scores.words, 2);
+  EXPECT_EQ(scores.unscored_marks, 1);
+  EXPECT_EQ(scores.per_mark[1].true_positives, 1);   // ok。
+  EXPECT_EQ(scores.per_mark[1].false_positives, 1);  // aptdpkg。
+  EXPECT_EQ(scores.per_mark[0].false_negatives, 0);  // the glued "，" is not held against the model
+}
+
 TEST(PunctuationMetricsTest, CapitalsAreScoredApartFromMarks) {
   const FrozenModel model = always_label(with_labels(small_cjk_model(), kCasedEnglishLabels), 5);  // ",+U"
   Punctuator punctuator = make(model);
@@ -307,6 +373,9 @@ TEST(PunctuateCliTest, FindsTheShippedModelRelativeToTheBinary) {
   EXPECT_EQ(both.exit_code, 2);
   const auto unknown = testing::run_binary(beside.string(), "punctuate --language fr", "");
   EXPECT_EQ(unknown.exit_code, 2);
+  const auto empty = testing::run_binary(beside.string(), "eval --model '' --ref x.txt", "");
+  EXPECT_EQ(empty.exit_code, 2);
+  EXPECT_TRUE(testing::Contains(empty.err, "--model names no file")) << empty.err;
 }
 
 }  // namespace

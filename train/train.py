@@ -30,7 +30,8 @@ import time
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForTokenClassification, BertTokenizer
-from transformers.models.bert.tokenization_bert import BasicTokenizer
+from transformers.models.bert.tokenization_bert import (BasicTokenizer, _is_control, _is_punctuation,
+                                                       _is_whitespace)
 
 # The shipped models' budgets: both ran at once, one thread each, on a 2-core machine (models/README.md).
 MINUTES = {"zh": 85, "en": 60}
@@ -98,21 +99,35 @@ CASED_SPLITTER = BasicTokenizer(do_lower_case=False, tokenize_chinese_chars=True
 
 
 def inside_word(text, at):
-    """An ASCII mark between two ASCII letters or digits ("3.14", "e.g") belongs to its word, as in MarkSet."""
-    return 0 < at < len(text) - 1 and text[at - 1].isascii() and text[at - 1].isalnum() \
+    """An ASCII mark between two ASCII letters or digits ("3.14", "e.g") belongs to its word, as in MarkSet (a
+    full-width mark never does: "On，readline" loses its "，")."""
+    return text[at].isascii() and 0 < at < len(text) - 1 and text[at - 1].isascii() and text[at - 1].isalnum() \
         and text[at + 1].isascii() and text[at + 1].isalnum()
 
 
+def joins(before, after):
+    """Whether BERT's basic tokenizer reads two characters, once adjacent, as one word ("On" + "readline")."""
+    def word_character(character):
+        return not (_is_whitespace(character) or _is_punctuation(character) or _is_control(character) or
+                    ord(character) in (0, 0xFFFD) or CASED_SPLITTER._is_chinese_char(ord(character)))
+    return word_character(before) and word_character(after)
+
+
 def split_at_marks(paragraph, marks):
-    """[(clean segment, marks that follow it)]: the text between marks, as halfserve's reference reader cuts it."""
+    """[(clean segment, marks that follow it)]: the text between marks, as halfserve's reference reader cuts it. Marks
+    whose removal glues two words into one ("On，readline" -> "Onreadline") follow no word end: halfserve's eval
+    scores them as no label, so they are dropped here too."""
     segments, clean, following = [], [], []
     for at, character in enumerate(paragraph):
         if (character in COMMON_MARKS or character in marks) and not inside_word(paragraph, at):
             following.append(character)
             continue
         if following and not character.isspace():
-            segments.append(("".join(clean), "".join(following)))
-            clean, following = [], []
+            if clean and joins(clean[-1], character):
+                following = []
+            else:
+                segments.append(("".join(clean), "".join(following)))
+                clean, following = [], []
         clean.append(character)
     segments.append(("".join(clean), "".join(following)))
     return segments
@@ -133,7 +148,10 @@ def labelled_tokens(paragraph, tokenizer, marks, cased=False):
     last_word_start = None
     capitalized = len(marks) + 1
     for segment, following in split_at_marks(paragraph, marks):
-        for pieces, capital in words_of(segment, tokenizer, cased):
+        words = words_of(segment, tokenizer, cased)
+        if not words:
+            last_word_start = None  # marks after marks ("好。\u200b，"): no new word to carry them
+        for pieces, capital in words:
             for token in pieces:
                 if tokenizer.vocab.get(token) is None:
                     token = tokenizer.unk_token
@@ -183,8 +201,9 @@ def batches(windows, batch_size, seed, epoch):
 
 
 def calibrate_mark_offset(model, windows, language, seed, count=256):
-    """Adds one offset to the bias of every label that inserts a mark, chosen (in steps of 0.25) for the best micro F1
-    of marks on `count` training windows, and returns (offset, F1 before, F1 after). A briefly trained model is timid:
+    """Adds one offset to the bias of every label that inserts a mark, chosen (in steps of 0.25, -1 to +4) for the best
+    micro F1 of marks (plus F1 of capitals, for a cased model) on `count` training windows; returns (offset, scores
+    before, scores after), each (marks F1, capitals F1 or None). A briefly trained model is timid:
     "O" wins the argmax over a mark more often than the mark's probability warrants, which costs recall. One number
     for all marks keeps the fit to the windows small. halfserve's argmax then reads the shifted bias as it is."""
     marks_per_case = len(MARK_LABELS[language])
@@ -208,22 +227,46 @@ def calibrate_mark_offset(model, windows, language, seed, count=256):
                 keep = labels != -100
                 logits.append(out[row, :len(ids)][keep])
                 gold.append(labels[keep])
-    logits, gold = torch.cat(logits), torch.cat(gold) % marks_per_case
+    logits, gold = torch.cat(logits), torch.cat(gold)
     inserts_mark = torch.tensor([label % marks_per_case != 0 for label in range(logits.shape[1])], dtype=torch.float)
 
-    def micro_f1(offset):
-        predicted = (logits + offset * inserts_mark).argmax(1) % marks_per_case
-        true_positives = ((predicted == gold) & (gold != 0)).sum().item()
-        false_positives = ((predicted != gold) & (predicted != 0)).sum().item()
-        false_negatives = ((predicted != gold) & (gold != 0)).sum().item()
+    def f1(predicted, wanted, counts):
+        true_positives = ((predicted == wanted) & counts(wanted)).sum().item()
+        false_positives = ((predicted != wanted) & counts(predicted)).sum().item()
+        false_negatives = ((predicted != wanted) & counts(wanted)).sum().item()
         return 2 * true_positives / max(1, 2 * true_positives + false_positives + false_negatives)
 
-    scores = {step / 4: micro_f1(step / 4) for step in range(-4, 17)}
-    best = max(scores, key=lambda offset: (scores[offset], -abs(offset)))
+    def scores_at(offset):
+        """(micro F1 of marks, F1 of capitals or None): the offset moves capitals too ("O+U" vs ".")."""
+        predicted = (logits + offset * inserts_mark).argmax(1)
+        marks = f1(predicted % marks_per_case, gold % marks_per_case, lambda labels: labels != 0)
+        if not CASED[language]:
+            return marks, None
+        return marks, f1(predicted >= marks_per_case, gold >= marks_per_case, lambda capital: capital)
+
+    scores = {step / 4: scores_at(step / 4) for step in range(-4, 17)}
+    best = max(scores, key=lambda offset: (sum(f for f in scores[offset] if f is not None), -abs(offset)))
     with torch.no_grad():
         model.classifier.bias += best * inserts_mark
     model.train()
     return best, scores[0.0], scores[best]
+
+
+def replace_folder(new, folder):
+    """Puts `new` in place of `folder` so that a kill at any moment leaves one whole folder: the old one is renamed
+    aside first (existing_folder finds it there) and deleted last."""
+    aside = folder.with_name(folder.name + ".old")
+    shutil.rmtree(aside, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, aside)
+    os.replace(new, folder)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def existing_folder(folder):
+    """`folder`, or the copy replace_folder had set aside when it was interrupted; None when neither exists."""
+    aside = folder.with_name(folder.name + ".old")
+    return folder if folder.exists() else aside if aside.exists() else None
 
 
 def save_checkpoint(model, optimizer, state, folder):
@@ -239,8 +282,7 @@ def save_checkpoint(model, optimizer, state, folder):
                 moments[f"{index}.{name}"] = slot[name].contiguous()
     save_file(moments, temporary / "optimizer.safetensors")
     (temporary / "state.json").write_text(json.dumps(state) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(temporary, folder)
+    replace_folder(temporary, folder)
 
 
 def load_checkpoint(model, optimizer, folder):
@@ -261,8 +303,7 @@ def write_hf_folder(model, vocab_path, folder):
     model.save_pretrained(temporary, safe_serialization=True)
     shutil.copyfile(vocab_path, temporary / "vocab.txt")
     (temporary / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(temporary, folder)
+    replace_folder(temporary, folder)
 
 
 def main():
@@ -282,7 +323,7 @@ def main():
                            help="auto: bf16 autocast where the CPU has AVX512-BF16 or AMX")
     options = arguments.parse_args()
     language = options.language
-    options.minutes = options.minutes or MINUTES[language]
+    options.minutes = MINUTES[language] if options.minutes is None else options.minutes
     torch.manual_seed(options.seed)
     torch.set_num_threads(options.threads)
     vocab_path = pretrained_minilm() / "vocab.txt" if language == "en" else CHINESE_VOCAB
@@ -298,13 +339,15 @@ def main():
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     checkpoint = options.work / "checkpoint"
     state = {"step": 0, "epoch": 0, "batch": 0, "seconds": 0.0}
-    if checkpoint.exists():
-        state = load_checkpoint(model, optimizer, checkpoint)
+    if existing_folder(checkpoint):
+        state = load_checkpoint(model, optimizer, existing_folder(checkpoint))
         log(f"resuming at step {state['step']} ({state['seconds'] / 60:.1f} min trained)")
     autocast = cpu_has_bf16() if options.autocast == "auto" else options.autocast == "bf16"
     log(f"{'bf16 autocast' if autocast else 'fp32'}, {options.threads} threads, lr {learning_rate}")
     budget = options.minutes * 60
     steps_per_epoch = len(windows) // options.batch_size
+    if steps_per_epoch == 0:
+        sys.exit(f"train: {len(windows)} windows make no batch of {options.batch_size}")
     model.train()
     started, last_checkpoint, running = time.time() - state["seconds"], time.time(), None
     while time.time() - started < budget:
@@ -337,13 +380,14 @@ def main():
         else:
             state.update(epoch=state["epoch"] + 1, batch=0)
     save_checkpoint(model, optimizer, state, checkpoint)  # uncalibrated: a resumed run calibrates afresh
-    offset, f1_before, f1_after = calibrate_mark_offset(model, windows, language, options.seed)
-    log(f"mark offset {offset:+g}: micro F1 of marks on calibration windows {f1_before:.4f} -> {f1_after:.4f}")
+    offset, before, after = calibrate_mark_offset(model, windows, language, options.seed)
+    log(f"mark offset {offset:+g}: on calibration windows, micro F1 of marks {before[0]:.4f} -> {after[0]:.4f}" +
+        (f", F1 of capitals {before[1]:.4f} -> {after[1]:.4f}" if before[1] is not None else ""))
     write_hf_folder(model, vocab_path, options.work / "hf")
     (options.work / "training.json").write_text(json.dumps(
         dict(state, language=language, threads=options.threads, bf16_autocast=autocast, windows=len(windows),
              batch_size=options.batch_size, length=options.length, learning_rate=learning_rate,
-             mark_offset=offset, calibration_f1=[f1_before, f1_after], torch=torch.__version__), indent=1) + "\n")
+             mark_offset=offset, calibration_before=before, calibration_after=after, torch=torch.__version__), indent=1) + "\n")
     log(f"wrote {options.work / 'hf'} after {state['step']} steps, {state['seconds'] / 60:.1f} min")
 
 

@@ -61,10 +61,13 @@ void PunctuationScorer::add(const ReferenceMarks& reference, const TextPredictio
   std::vector<int32_t> gold, predicted;
   size_t next_mark = 0;
   for (const PredictedWord& word : prediction.words) {
-    while (next_mark < reference.marks_after.size() && reference.marks_after[next_mark].first < word.end) ++next_mark;
+    // Marks where no word ends once they are stripped ("On，readline" reads as the word "Onreadline") cannot be
+    // scored: counted, like marks no label inserts.
+    for (; next_mark < reference.marks_after.size() && reference.marks_after[next_mark].first < word.end; ++next_mark)
+      ++scores_.unscored_marks;
     int32_t label = no_mark_label_;
     if (next_mark < reference.marks_after.size() && reference.marks_after[next_mark].first == word.end) {
-      const std::string& marks = reference.marks_after[next_mark].second;
+      const std::string& marks = reference.marks_after[next_mark++].second;
       const auto found = std::find_if(labels_.begin(), labels_.end(), [&](const Label& l) { return l.mark == marks; });
       if (found != labels_.end()) label = static_cast<int32_t>(found - labels_.begin());
       else ++scores_.unscored_marks;

@@ -30,14 +30,15 @@ bool accepts_mark_after(std::string_view word) {
   return category == UTF8PROC_CATEGORY_PE || category == UTF8PROC_CATEGORY_PF;
 }
 
-// Appends the word's first code point upper-cased (as utf8proc maps it: "é" -> "É"; a character without an upper
+// Appends the word's first code point in title case (as utf8proc maps it: "é" -> "É"; a character without an upper
 // case stays itself) and returns the bytes of `word` it stands for. Only the first letter changes: "iPhone" and
 // "API" keep the rest of their case.
 size_t append_capitalized_first(std::string_view word, std::string& out) {
   char32_t first = 0;
   const size_t length = decode_utf8(word, 0, first);
   if (length == 0) return 0;
-  const auto upper = static_cast<char32_t>(utf8proc_toupper(static_cast<utf8proc_int32_t>(first)));
+  // Title case, not upper case: the digraph "ǆ" starts a word as "ǅ".
+  const auto upper = static_cast<char32_t>(utf8proc_totitle(static_cast<utf8proc_int32_t>(first)));
   unicode::append_utf8(upper, out);
   return length;
 }

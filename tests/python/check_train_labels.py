@@ -7,6 +7,7 @@ within their length with [CLS]/[SEP] unlabelled.
     check_train_labels.py VOCAB_DIR   (bert-base-chinese-vocab.txt, bert-base-uncased-vocab.txt)
 """
 import pathlib
+import re
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "train"))
@@ -34,14 +35,20 @@ def labelled(language, vocab, text):
 def main():
     vocab_dir = pathlib.Path(sys.argv[1])
     zh_vocab, en_vocab = vocab_dir / "bert-base-chinese-vocab.txt", vocab_dir / "bert-base-uncased-vocab.txt"
-    # The marks halfserve strips before predicting (docs/punctuation.md).
-    expect("common marks", train.COMMON_MARKS, set("，。？！、；：,.?!;:"))
+    # The marks halfserve strips before predicting, read from its source so the two cannot drift apart.
+    source = (pathlib.Path(__file__).resolve().parents[2] / "src/text/punctuation.cc").read_text(encoding="utf-8")
+    expect("common marks", train.COMMON_MARKS, set(re.search(r'kCommonMarks = U"([^"]*)"', source).group(1)))
     expect("zh", labelled("zh", zh_vocab, "天气好，走吧。你呢？！3.14；好"),
            [("天", "O"), ("气", "O"), ("好", "，"), ("走", "O"), ("吧", "。"), ("你", "O"), ("呢", "O"),  # "？！"
             ("3", "O"), (".", "O"), ("14", "O"), ("好", "O")])  # "；" is no label, and leaves the input
     expect("en", labelled("en", en_vocab, "Hello, world. Is Debian good? Yes!"),
            [("hello", ",+U"), ("world", "."), ("is", "O+U"), ("de", "O+U"), ("##bian", "-"), ("good", "?"),
             ("yes", "O+U")])
+    # A full-width mark between ASCII words glues them once stripped ("Onreadline"): no word ends there, no label.
+    expect("glued", labelled("zh", zh_vocab, "设为On，readline。"),
+           [("设", "O"), ("为", "O"), ("on", "。"), ("##read", "-"), ("##line", "-")])
+    # Marks after marks, with nothing between that makes a word, add nothing to the word before ("好。\u200b，").
+    expect("marks after marks", labelled("en", en_vocab, "Fine.\u200b, go"), [("fine", ".+U"), ("go", "O")])
     expect("zh labels", train.LABELS["zh"], ["O", "，", "。", "？", "！", "、"])
     expect("en labels", train.LABELS["en"], ["O", ",", ".", "?", "O+U", ",+U", ".+U", "?+U"])
 

@@ -9,13 +9,19 @@ halfserve=$(realpath "$1")
 cache=$2
 cd "$(dirname "$0")/../.."
 source tests/python/prerequisites.sh
+mkdir -p "$cache"
 for language in zh en; do
   data=$cache/$language
   if [ ! -s "$data/test.txt" ]; then
     rm -rf "$data.partial"
-    /usr/bin/python3 train/extract_text.py "$language" "$data.partial" > "$cache/extract-$language.log" 2>&1 || {
-      tail -n 20 "$cache/extract-$language.log" >&2
-      missing_prerequisite "the $language held-out text could not be made from Debian's packages (apt-get download)"
+    log=$cache/extract-$language.log
+    /usr/bin/python3 train/extract_text.py "$language" "$data.partial" > "$log" 2>&1 || {
+      tail -n 20 "$log" >&2
+      # Only a package that cannot be downloaded is a missing prerequisite; any other failure is a failure.
+      if grep -q "'apt-get', 'download'" "$log"; then
+        missing_prerequisite "the $language held-out text could not be made: apt-get download failed"
+      fi
+      exit 1
     }
     # Only the held-out text is needed: the packages and their unpacked files are hundreds of MB.
     mkdir -p "$data"

@@ -40,7 +40,8 @@ fs::path shipped_model(const std::string& language) {
 }
 
 void ModelChoice::add_to(CLI::App& command) {
-  auto* model = command.add_option("--model", file, "Frozen .safetensors file (default: the shipped model of --language)");
+  auto* model = command.add_option("--model", file, "Frozen .safetensors file (default: the shipped model of --language)")
+                    ->check([](const std::string& value) { return value.empty() ? "--model names no file" : ""; });
   command.add_option("--language", language, "Use the shipped punctuation model of this language: zh (default) or en")
       ->check(CLI::IsMember({"zh", "en"}))
       ->excludes(model);

@@ -30,7 +30,7 @@ struct PunctuationScores {
   // words the model capitalizes (words that start with no cased letter are not counted).
   std::optional<MarkScore> capitalization;
   int64_t words = 0;
-  int64_t unscored_marks = 0;       // reference marks no label inserts (counted as no mark)
+  int64_t unscored_marks = 0;       // reference marks no label inserts, or where no word ends (counted as no mark)
 };
 
 // Counts, word by word, the model's marks against the reference's. A word's gold label is the label whose mark
