@@ -25,7 +25,7 @@ import sys
 
 PACKAGES = {
     "zh": ["manpages-zh", "debian-reference-zh-cn", "debian-faq-zh-cn", "maint-guide-zh-cn",
-           "debian-edu-doc-zh-cn", "gimp-help-zh-cn", "debian-handbook"],
+           "debian-edu-doc-zh-cn", "gimp-help-zh-cn", "debian-handbook", "libreoffice-help-zh-cn"],
     "en": ["debian-handbook", "debian-reference-en", "debian-faq", "developers-reference", "debian-policy",
            "maint-guide", "gnu-standards"],
 }

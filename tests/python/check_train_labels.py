@@ -12,16 +12,10 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "train"))
 import train  # noqa: E402
+from harness import Checks  # noqa: E402
 
-failures = []
-checks = 0
-
-
-def expect(what, got, want):
-    global checks
-    checks += 1
-    if got != want:
-        failures.append(f"{what}: got {got!r}, want {want!r}")
+checks = Checks()
+expect = checks.expect
 
 
 def labelled(language, vocab, text):
@@ -63,10 +57,7 @@ def main():
     whole = [i for paragraph in paragraphs for i in train.labelled_tokens(paragraph, tokenizer, marks)[0]]
     expect("windows hold every token once, in order", packed, whole)
 
-    for failure in failures:
-        print("FAILED:", failure)
-    print(f"{checks - len(failures)} passed, {len(failures)} failed")
-    sys.exit(1 if failures else 0)
+    checks.finish()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""What the Python server tests share: failing with a message, a free port, a tiny synthetic model to serve."""
+"""What the Python tests share: failing with a message, a list of checks, a free port, a tiny synthetic model to
+serve."""
 import os
 import socket
 import subprocess
@@ -13,6 +14,27 @@ def fail(message):
 def check(condition, message):
     if not condition:
         fail(message)
+
+
+class Checks:
+    """Checks that all run before the verdict: each failure is listed, then "N passed, N failed" and the exit code."""
+
+    def __init__(self):
+        self.count, self.failures = 0, []
+
+    def expect(self, what, got, want):
+        self.require(got == want, f"{what}: got {got!r}, want {want!r}")
+
+    def require(self, condition, message):
+        self.count += 1
+        if not condition:
+            self.failures.append(message)
+
+    def finish(self):
+        for failure in self.failures:
+            print("FAILED:", failure)
+        print(f"{self.count - len(self.failures)} passed, {len(self.failures)} failed")
+        sys.exit(1 if self.failures else 0)
 
 
 def free_port():

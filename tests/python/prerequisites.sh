@@ -30,3 +30,13 @@ python_env() {
   fi
   echo "$python"
 }
+
+# bert_vocabularies: prints the fixtures' folder of BERT vocabularies (bert-base-chinese, bert-base-uncased), or is
+# a missing prerequisite. Use as: vocab_dir=$(bert_vocabularies) || exit $?
+bert_vocabularies() {
+  local vocab_dir=${HALFSERVE_FIXTURES:-$PWD/../shared/fixtures}/vocab
+  if [ ! -f "$vocab_dir/bert-base-chinese-vocab.txt" ] || [ ! -f "$vocab_dir/bert-base-uncased-vocab.txt" ]; then
+    missing_prerequisite "$vocab_dir has no BERT vocabularies"
+  fi
+  echo "$vocab_dir"
+}

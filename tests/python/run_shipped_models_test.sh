@@ -15,7 +15,7 @@ for language in zh en; do
   if [ ! -s "$data/test.txt" ]; then
     rm -rf "$data.partial"
     log=$cache/extract-$language.log
-    /usr/bin/python3 train/extract_text.py "$language" "$data.partial" > "$log" 2>&1 || {
+    /usr/bin/python3 train/extract_text.py "$language" "$data.partial" --debs "$cache/debs" > "$log" 2>&1 || {
       tail -n 20 "$log" >&2
       # Only a package that cannot be downloaded is a missing prerequisite; any other failure is a failure.
       if grep -q "'apt-get', 'download'" "$log"; then
@@ -23,7 +23,8 @@ for language in zh en; do
       fi
       exit 1
     }
-    # Only the held-out text is needed: the packages and their unpacked files are hundreds of MB.
+    # Only the held-out text is kept: the unpacked packages are hundreds of MB (the .deb files stay in $cache/debs,
+    # shared by both languages).
     mkdir -p "$data"
     mv "$data.partial/test.txt" "$data.partial/sources.json" "$data/"
     rm -rf "$data.partial"

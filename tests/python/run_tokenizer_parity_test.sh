@@ -6,9 +6,6 @@ set -euo pipefail
 halfserve=$(realpath "$1")
 cd "$(dirname "$0")/../.."
 source tests/python/prerequisites.sh
-vocab_dir=${HALFSERVE_FIXTURES:-$PWD/../shared/fixtures}/vocab
-if [ ! -f "$vocab_dir/bert-base-chinese-vocab.txt" ] || [ ! -f "$vocab_dir/bert-base-uncased-vocab.txt" ]; then
-  missing_prerequisite "$vocab_dir has no BERT vocabularies"
-fi
+vocab_dir=$(bert_vocabularies) || exit $?
 python=$(python_env hf) || exit $?
 "$python" tests/python/check_tokenizer_parity.py "$halfserve" "$vocab_dir" "${@:2}"
