@@ -10,6 +10,7 @@
 #include "halfserve/text/metrics.h"
 #include "halfserve/text/punctuator.h"
 #include "halfserve/util/error.h"
+#include "serve/rest_punctuate.h"
 #include "test_support.h"
 
 namespace halfserve {
@@ -255,6 +256,30 @@ TEST(PunctuatorTest, CapitalizingLabelsUpperCaseOnlyTheFirstLetter) {
   EXPECT_EQ(periods.punctuate({"émile"})[0], "Émile.");
   Punctuator plain = make(always_label(cased, 2));  // "." without capitals
   EXPECT_EQ(plain.punctuate({"hello World"})[0], "hello. World.");
+}
+
+// The REST :punctuate reply and `inspect --json` say which labels capitalize.
+TEST(PunctuatorTest, CapitalizingLabelsAreNamedInRestRepliesAndInspect) {
+  const FrozenModel model = always_label(with_labels(small_cjk_model(), kCasedEnglishLabels), 5);  // ",+U"
+  const auto engine = BertModel::from_model(model, {});
+  const auto tokenizer = std::make_shared<const BertTokenizer>(model.metadata.tokenizer);
+  auto workspace = std::make_shared<Workspace>();
+  const ModelRunner run = [&](const InputBatch& in, const OutputSelection& out) { return engine->run(in, out, *workspace); };
+  const auto reply = nlohmann::json::parse(
+      rest::punctuate_json(R"({"text": "hello world", "labels": true})", model.metadata, tokenizer, run));
+  EXPECT_EQ(reply["text"], "Hello, World,");
+  ASSERT_FALSE(reply["tokens"].empty());
+  EXPECT_EQ(reply["tokens"][0]["label"], ",+U");
+  EXPECT_EQ(reply["tokens"][0]["mark"], ",");
+  EXPECT_EQ(reply["tokens"][0]["capitalize"], true);
+
+  testing::TempDir dir;
+  save_frozen_model(model, (dir / "cased.safetensors").string());
+  const auto inspect = testing::run_cli("inspect --json '" + (dir / "cased.safetensors").string() + "'");
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  const auto labels = nlohmann::json::parse(inspect.out)["labels"];
+  EXPECT_FALSE(labels[1].contains("capitalize"));
+  EXPECT_EQ(labels[5]["capitalize"], true);
 }
 
 TEST(PunctuationMetricsTest, MarksWhereNoWordEndsAreCountedUnscored) {

@@ -239,6 +239,7 @@ json token_list(const TextPrediction& prediction, const std::string& input, cons
                   {"end", to_input_end(token.end)},
                   {"label", label.name},
                   {"mark", label.mark}};
+    if (label.capitalize) entry["capitalize"] = true;
     if (probabilities != nullptr) entry["probability"] = float_value((*probabilities)[i]);
     tokens.push_back(std::move(entry));
   }

@@ -13,7 +13,8 @@
 //            "labels": bool (add per-token labels), "probabilities": bool (add them with the label's probability)
 //   reply    {"text": "…"} or {"texts": […]}; with labels or probabilities also "tokens", shaped like the texts (a
 //            list for "text", a list per text for "texts") of {"token", "begin", "end", "label", "mark",
-//            "probability"?}. begin/end are byte offsets of the token in the text as sent.
+//            "capitalize"? (true for a capitalizing label), "probability"?}. begin/end are byte offsets of the token
+//            in the text as sent.
 namespace halfserve::rest {
 
 // Throws ServingError (FAILED_PRECONDITION for a model without a vocabulary or head) or InvalidArgument (malformed

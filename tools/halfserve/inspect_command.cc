@@ -30,7 +30,11 @@ void print_json(const FrozenModel& model, uint64_t file_size) {
                          {"max_positions", c.max_positions}, {"type_vocab_size", c.type_vocab_size},
                          {"activation", activation_name(c.activation)}, {"layer_norm_eps", c.layer_norm_eps}};
   out["labels"] = nlohmann::ordered_json::array();
-  for (const auto& label : m.labels) out["labels"].push_back({{"name", label.name}, {"mark", label.mark}});
+  for (const auto& label : m.labels) {
+    nlohmann::ordered_json entry = {{"name", label.name}, {"mark", label.mark}};
+    if (label.capitalize) entry["capitalize"] = true;
+    out["labels"].push_back(std::move(entry));
+  }
   out["tokenizer"] = {{"vocab_size", m.tokenizer.vocab.size()}, {"do_lower_case", m.tokenizer.do_lower_case}};
   out["signatures"] = nlohmann::ordered_json::array();
   for (const auto& signature : m.signatures) out["signatures"].push_back(signature_json(signature));
@@ -56,7 +60,8 @@ void print_text(const FrozenModel& model, uint64_t file_size) {
   std::cout << "labels:";
   if (m.labels.empty()) std::cout << " none (encoder only)";
   for (size_t i = 0; i < m.labels.size(); ++i)
-    std::cout << " " << i << "=" << m.labels[i].name << (m.labels[i].mark.empty() ? "" : " [" + m.labels[i].mark + "]");
+    std::cout << " " << i << "=" << m.labels[i].name << (m.labels[i].mark.empty() ? "" : " [" + m.labels[i].mark + "]")
+              << (m.labels[i].capitalize ? " [capitalize]" : "");
   std::cout << "\ntokenizer: " << m.tokenizer.type << ", " << m.tokenizer.vocab.size() << " tokens, lower case "
             << (m.tokenizer.do_lower_case ? "yes" : "no") << "\n";
   for (const auto& signature : m.signatures) std::cout << "signature: " << signature_json(signature).dump() << "\n";
