@@ -282,15 +282,20 @@ TEST(PunctuatorTest, CapitalizingLabelsAreNamedInRestRepliesAndInspect) {
   EXPECT_EQ(labels[5]["capitalize"], true);
 }
 
-TEST(PunctuationMetricsTest, MarksWhereNoWordEndsAreCountedUnscored) {
-  const FrozenModel model = always_label(small_cjk_model(), 2);  // "。"
+// Scores `model` on one reference text, as `halfserve eval` does.
+PunctuationScores score_against(const FrozenModel& model, std::string_view reference_text) {
   Punctuator punctuator = make(model);
-  // Stripped, "apt，dpkg" reads as the one word "aptdpkg": its "，" follows no word end.
-  const ReferenceMarks reference = read_reference_marks("apt，dpkg ok。", punctuator.marks());
+  const ReferenceMarks reference = read_reference_marks(reference_text, punctuator.marks());
   const auto predictions = punctuator.predict({reference.clean});
   PunctuationScorer scorer(model.metadata.labels);
   scorer.add(reference, predictions[0]);
-  const PunctuationScores& scores = scorer.scores();
+  return scorer.scores();
+}
+
+TEST(PunctuationMetricsTest, MarksWhereNoWordEndsAreCountedUnscored) {
+  const FrozenModel model = always_label(small_cjk_model(), 2);  // "。"
+  // Stripped, "apt，dpkg" reads as the one word "aptdpkg": its "，" follows no word end.
+  const PunctuationScores scores = score_against(model, "apt，dpkg ok。");
   EXPECT_EQ(scores.words, 2);
   EXPECT_EQ(scores.unscored_marks, 1);
   EXPECT_EQ(scores.per_mark[1].true_positives, 1);   // ok。
@@ -300,12 +305,7 @@ TEST(PunctuationMetricsTest, MarksWhereNoWordEndsAreCountedUnscored) {
 
 TEST(PunctuationMetricsTest, CapitalsAreScoredApartFromMarks) {
   const FrozenModel model = always_label(with_labels(small_cjk_model(), kCasedEnglishLabels), 5);  // ",+U"
-  Punctuator punctuator = make(model);
-  const ReferenceMarks reference = read_reference_marks("Hello, world. Yes 42", punctuator.marks());
-  const auto predictions = punctuator.predict({reference.clean});
-  PunctuationScorer scorer(model.metadata.labels);
-  scorer.add(reference, predictions[0]);
-  const PunctuationScores& scores = scorer.scores();
+  const PunctuationScores scores = score_against(model, "Hello, world. Yes 42");
   ASSERT_EQ(scores.per_mark.size(), 3u);  // , . ? once each: ",+U" is scored as ","
   EXPECT_EQ(scores.per_mark[0].mark, ",");
   EXPECT_EQ(scores.per_mark[0].true_positives, 1);   // hello
@@ -322,14 +322,7 @@ TEST(PunctuationMetricsTest, CapitalsAreScoredApartFromMarks) {
 }
 
 TEST(PunctuationMetricsTest, ScoresAModelThatAlwaysSaysComma) {
-  const FrozenModel model = always_label(small_cjk_model(), 1);
-  Punctuator punctuator = make(model);
-  const MarkSet& marks = punctuator.marks();
-  const ReferenceMarks reference = read_reference_marks("你好，世界。", marks);
-  const auto predictions = punctuator.predict({reference.clean});
-  PunctuationScorer scorer(model.metadata.labels);
-  scorer.add(reference, predictions[0]);
-  const PunctuationScores& scores = scorer.scores();
+  const PunctuationScores scores = score_against(always_label(small_cjk_model(), 1), "你好，世界。");
   // Words 你 好 世 界: gold O ， O 。, predicted ， everywhere.
   EXPECT_EQ(scores.per_mark[0].true_positives, 1);
   EXPECT_EQ(scores.per_mark[0].false_positives, 3);

@@ -1,5 +1,6 @@
 #include "halfserve/text/punctuation.h"
 
+#include <cctype>
 #include <utf8proc.h>
 
 namespace halfserve {
@@ -36,7 +37,8 @@ MarkSet::MarkSet(const std::vector<Label>& labels) : marks_(kCommonMarks.begin()
 }
 
 bool MarkSet::inside_word(std::string_view text, size_t at, size_t length) {
-  return length == 1 && at > 0 && at + 1 < text.size() && is_ascii_alnum(text[at - 1]) && is_ascii_alnum(text[at + 1]);
+  // Only an ASCII mark: a space between two words ("hello| world") is not inside either.
+  return length == 1 && std::ispunct(static_cast<unsigned char>(text[at])) != 0 && at > 0 && at + 1 < text.size() && is_ascii_alnum(text[at - 1]) && is_ascii_alnum(text[at + 1]);
 }
 
 std::string MarkSet::strip(std::string_view text) const {

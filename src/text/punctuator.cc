@@ -1,7 +1,6 @@
 #include "halfserve/text/punctuator.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <numeric>
 #include <utf8proc.h>
@@ -186,10 +185,7 @@ std::string Punctuator::render(const TextPrediction& prediction) const {
     if (mark.empty() || word.end < copied) continue;
     if (!accepts_mark_after(text.substr(word.begin, word.end - word.begin))) continue;
     if (text.substr(word.end, mark.size()) == mark) continue;  // the input already has it (--keep-existing)
-    // "3|.14": the input's own mark inside a number (a space between two words is no such mark: "hello| world").
-    if (word.end < text.size() && std::ispunct(static_cast<unsigned char>(text[word.end])) &&
-        MarkSet::inside_word(text, word.end, 1))
-      continue;
+    if (word.end < text.size() && MarkSet::inside_word(text, word.end, 1)) continue;  // "3|.14": inside a number
     out.append(text.substr(copied, word.end - copied));
     out.append(mark);
     copied = word.end;

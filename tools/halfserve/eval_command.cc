@@ -82,7 +82,8 @@ void add_eval_command(CLI::App& app, Action& run) {
   command->callback([flags, &run] {
     const std::vector<Precision> precisions = parse_precision_list(flags->precisions, "--precisions");
     run = [flags, precisions] {
-      const FrozenModel model = load_frozen_model(flags->model.path());
+      const std::string model_path = flags->model.path();
+      const FrozenModel model = load_frozen_model(model_path);
       const MarkSet marks(model.metadata.labels);
       std::vector<ReferenceMarks> references;
       std::vector<std::string> clean_texts;
@@ -114,7 +115,7 @@ void add_eval_command(CLI::App& app, Action& run) {
         return 0;
       }
       nlohmann::ordered_json out;
-      out["model"] = flags->model.path();
+      out["model"] = model_path;
       out["reference"] = flags->reference;
       out["lines"] = references.size();
       out["results"] = nlohmann::ordered_json::array();

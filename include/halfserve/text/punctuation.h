@@ -21,7 +21,8 @@ class MarkSet {
   bool contains(char32_t codepoint) const { return marks_.count(codepoint) != 0; }
   // Removes every mark (see above). Input must be valid UTF-8.
   std::string strip(std::string_view text) const;
-  // True when the mark at byte `at` (of length `length`) is inside a word rather than punctuation.
+  // True when the character at byte `at` (of length `length`) is an ASCII mark inside a word ("3.14") rather than
+  // punctuation; false for anything else there, a space included.
   static bool inside_word(std::string_view text, size_t at, size_t length);
 
  private:
