@@ -15,6 +15,7 @@
 #include "halfserve/import/model_source.h"
 #include "halfserve/synth/synth_model.h"
 #include "halfserve/util/error.h"
+#include "halfserve/util/half.h"
 #include "reference_bert.h"
 #include "test_support.h"
 
@@ -129,19 +130,20 @@ TEST(Int8QuantizationTest, NonFiniteValuesFollowTheCastRules) {
 // ---------------------------------------------------------------------------------------------------------------
 // The int8 file
 
-TEST(Int8FileTest, EncoderWeightsAreI8WithScalesAndEverythingElseFloat) {
+TEST(Int8FileTest, EncoderWeightsAndWordEmbeddingsAreI8WithScalesAndEverythingElseFloat) {
   const FrozenModel source = testing::tiny_model();
   const FrozenModel q = cast_model(source, {Precision::int8, false});
   EXPECT_EQ(q.metadata.provenance.precision, Precision::int8);
   int quantized = 0;
   for (const auto& expected : expected_bert_tensors(source.metadata.config, 6)) {
     const TensorView& tensor = q.tensors.at(expected.name);
-    const bool encoder_weight = expected.role == TensorRole::weight && expected.name != bert_names::kClassifierWeight;
-    const DType wanted = encoder_weight ? DType::i8
+    const bool quantized_rows = (expected.role == TensorRole::weight && expected.name != bert_names::kClassifierWeight) ||
+                                expected.name == bert_names::embedding("word_embeddings");
+    const DType wanted = quantized_rows ? DType::i8
                          : expected.role == TensorRole::embedding || expected.role == TensorRole::weight ? DType::f16
                                                                                                          : DType::f32;
     EXPECT_EQ(tensor.dtype, wanted) << expected.name;
-    if (!encoder_weight) continue;
+    if (!quantized_rows) continue;
     ++quantized;
     const TensorView& scales = q.tensors.at(bert_names::weight_scale(expected.name));
     EXPECT_EQ(scales.dtype, DType::f32);
@@ -151,11 +153,11 @@ TEST(Int8FileTest, EncoderWeightsAreI8WithScalesAndEverythingElseFloat) {
     EXPECT_EQ(levels_of(tensor), direct.values) << expected.name;
     EXPECT_EQ(scales.to_float(), direct.scales) << expected.name;
   }
-  EXPECT_EQ(quantized, 2 * 6);
+  EXPECT_EQ(quantized, 2 * 6 + 1);
   EXPECT_EQ(q.tensors.size(), expected_bert_tensors(source.metadata.config, 6, Precision::int8).size());
 
   const std::string summary = format_cast_report(q.metadata.provenance.conversion_report);
-  EXPECT_TRUE(Contains(summary, "quantized to int8 12 (per-channel scales)"));
+  EXPECT_TRUE(Contains(summary, "quantized to int8 13 (per-row scales)")) << summary;
   for (const auto& report : q.metadata.provenance.conversion_report) {
     if (report.target_dtype != DType::i8) continue;
     EXPECT_GT(report.max_abs_error, 0.0) << report.name;
@@ -187,20 +189,23 @@ TEST(Int8FileTest, Int8ToFloatDequantizesAndInt8ToInt8KeepsTheValues) {
   }
 }
 
-TEST(Int8FileTest, SeedArchitectureFileIsAQuarterOfFp32PlusTheFp16Embeddings) {
+TEST(Int8FileTest, SeedArchitectureFileIsAQuarterOfFp32) {
   const FrozenModel model = synthesize_model({});
   const uint64_t fp32 = frozen_model_file_size(model);
   const uint64_t int8 = frozen_model_file_size(cast_model(model, {Precision::int8, false}));
   const BertConfig& c = model.metadata.config;
   const uint64_t encoder_weights = static_cast<uint64_t>(c.num_layers * (4 * c.hidden_size * c.hidden_size +
                                                                           2 * c.hidden_size * c.intermediate_size));
-  const uint64_t embeddings = static_cast<uint64_t>((c.vocab_size + c.max_positions + c.type_vocab_size) * c.hidden_size);
+  const uint64_t word_embeddings = static_cast<uint64_t>(c.vocab_size * c.hidden_size);
+  const uint64_t small_tables = static_cast<uint64_t>((c.max_positions + c.type_vocab_size) * c.hidden_size);
   std::cout << "seed architecture: fp32 " << fp32 << " bytes, int8 " << int8 << " (" << 100.0 * int8 / fp32
-            << " %): encoder weights " << encoder_weights << " bytes as I8, embeddings " << 2 * embeddings
-            << " bytes as F16\n";
-  // I8 encoder weights + F16 embeddings; scales, biases, LayerNorm, the head and the metadata are the rest.
-  EXPECT_NEAR(static_cast<double>(int8), static_cast<double>(encoder_weights + 2 * embeddings), 0.01 * fp32);
-  EXPECT_LT(static_cast<double>(int8), 0.40 * fp32);
+            << " %): encoder weights and word embeddings " << encoder_weights + word_embeddings
+            << " bytes as I8, position and type tables " << 2 * small_tables << " bytes as F16\n";
+  // I8 encoder weights and word embeddings + F16 small tables; scales, biases, LayerNorm, the head and the
+  // metadata are the rest.
+  EXPECT_NEAR(static_cast<double>(int8), static_cast<double>(encoder_weights + word_embeddings + 2 * small_tables),
+              0.01 * fp32);
+  EXPECT_LT(static_cast<double>(int8), 0.27 * fp32);
 }
 
 class Int8CorruptFileTest : public ::testing::Test {
@@ -245,7 +250,7 @@ TEST_F(Int8CorruptFileTest, MissingScaleWrongShapeAndWrongDtypesAreLoadErrors) {
 
   expect_load_error(write_edited("missing.safetensors",
                                  [&](auto& tensors) { std::erase_if(tensors, [&](const NamedTensor& t) { return t.name == scale; }); }),
-                    {"missing tensor " + scale + " [32]", "per-output-channel scales"});
+                    {"missing tensor " + scale + " [32]", "per-row scales"});
   expect_load_error(write_edited("shape.safetensors",
                                  [&](auto& tensors) { find(tensors, scale).view = f32_view(other_scales_, {31}); }),
                     {"tensor " + scale + " has shape [31], the architecture needs [32]"});
@@ -259,17 +264,47 @@ TEST_F(Int8CorruptFileTest, MissingScaleWrongShapeAndWrongDtypesAreLoadErrors) {
                                  [&](auto& tensors) {
                                    find(tensors, bias).view = TensorView{DType::i8, {32}, std::as_bytes(std::span(int8_bias_))};
                                  }),
-                    {"tensor " + bias + " has dtype I8", "only encoder weights are I8"});
+                    {"tensor " + bias + " has dtype I8", "only encoder weights and word embeddings are I8"});
   const std::vector<float> float_weight(32 * 32, 0.0f);
   expect_load_error(write_edited("f32-weight.safetensors",
                                  [&](auto& tensors) { find(tensors, kQueryWeight).view = f32_view(float_weight, {32, 32}); }),
                     {"tensor " + std::string(kQueryWeight) + " has dtype F32 (expected I8 in an int8 file)"});
 }
 
+TEST_F(Int8CorruptFileTest, I8WordEmbeddingsNeedTheirScalesAndOlderFp16OnesLoadWithout) {
+  const std::string words = bert_names::embedding("word_embeddings"), scale = bert_names::weight_scale(words);
+  auto without_scales = [&](std::vector<NamedTensor>& tensors) {
+    std::erase_if(tensors, [&](const NamedTensor& t) { return t.name == scale; });
+  };
+  expect_load_error(write_edited("no-word-scales.safetensors", without_scales),
+                    {"missing tensor " + scale + " [" + std::to_string(model_.metadata.config.vocab_size) + "]"});
+
+  // An int8 file as halfserve wrote them before word embeddings were quantized: fp16 rows, no scales.
+  const FrozenModel source = testing::tiny_model();
+  std::vector<uint16_t> half_rows;
+  for (const float value : source.tensors.at(words).to_float()) half_rows.push_back(float_to_half(value));
+  const fs::path older = write_edited("fp16-words.safetensors", [&](auto& tensors) {
+    without_scales(tensors);
+    find(tensors, words).view = TensorView{DType::f16, source.tensors.at(words).shape, std::as_bytes(std::span(half_rows))};
+  });
+  const FrozenModel loaded = load_frozen_model(older.string());
+  EXPECT_EQ(loaded.tensors.at(words).dtype, DType::f16);
+  // Both layouts run, and agree: the I8 rows are the fp16 ones within half a level.
+  const InputBatch in = random_batch(source.metadata.config, 4, 24, 3);
+  Workspace a, b;
+  const OutputBatch from_older = BertModel::from_model(loaded, {})->run(in, {}, a);
+  const OutputBatch from_current = BertModel::from_model(model_, {})->run(in, {}, b);
+  int64_t same = 0;
+  for (size_t t = 0; t < from_older.label_ids.size(); ++t) same += from_older.label_ids[t] == from_current.label_ids[t];
+  EXPECT_GE(same * 100, static_cast<int64_t>(from_older.label_ids.size()) * 95);
+  // Converting the older file to int8 again quantizes its word embeddings.
+  EXPECT_EQ(cast_model(loaded, {Precision::int8, false}).tensors.at(words).dtype, DType::i8);
+}
+
 TEST_F(Int8CorruptFileTest, OtherPrecisionsRejectScalesAndI8Weights) {
   model_.metadata.provenance.precision = Precision::fp16;  // an int8 file that claims another precision
   expect_load_error(write_edited("claims-fp16.safetensors", [](auto&) {}),
-                    {"tensor " + std::string(kQueryWeight) + " has dtype I8 (expected F32, F16 or BF16)"});
+                    {"tensor " + bert_names::embedding("word_embeddings") + " has dtype I8 (expected F32, F16 or BF16)"});
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -474,7 +509,7 @@ TEST(Int8CliTest, ConvertWritesAFileThatInspectAndPredictAccept) {
   save_frozen_model(testing::tiny_model(), source.string());
   const auto converted = testing::run_cli("convert '" + source.string() + "' -o '" + output.string() + "' --precision int8");
   ASSERT_EQ(converted.exit_code, 0) << converted.err;
-  EXPECT_TRUE(Contains(converted.out, "quantized to int8 12 (per-channel scales)"));
+  EXPECT_TRUE(Contains(converted.out, "quantized to int8 13 (per-row scales)"));
   EXPECT_TRUE(Contains(converted.out, "int8, "));
   EXPECT_LT(fs::file_size(output), fs::file_size(source));
 

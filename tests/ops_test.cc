@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 
 #include "halfserve/engine/backend.h"
@@ -164,7 +165,7 @@ TEST_P(BackendOpsTest, EmbeddingLayerNormReadsEveryTableType) {
   for (size_t i = 0; i < word.size(); ++i) word_half[i] = float_to_half(word[i]);
   const TensorView word_view{DType::f16, {vocab, hidden}, std::as_bytes(std::span(word_half))};
   const EmbeddingTables tables{backend_->upload(word_view, std::nullopt), backend_->upload(view_of(position, {positions, hidden}), std::nullopt),
-                               backend_->upload(view_of(type, {types, hidden}), std::nullopt)};
+                               backend_->upload(view_of(type, {types, hidden}), std::nullopt), {}};
   // Two packed sequences of 6 and 3 tokens.
   const std::vector<int32_t> ids = {2, 5, 10, 0, 3, 7, 7, 1, 4}, type_ids = {0, 0, 1, 1, 0, 1, 0, 0, 1},
                              token_positions = {0, 1, 2, 3, 4, 5, 0, 1, 2};
@@ -177,14 +178,34 @@ TEST_P(BackendOpsTest, EmbeddingLayerNormReadsEveryTableType) {
   const PackedTokens packed{upload_ints(ids), upload_ints(type_ids), upload_ints(token_positions), tokens};
   const std::vector<float> gamma(hidden, 1.5f), beta(hidden, -0.25f);
   const MatrixRef dst{device_buffer(tokens * hidden * 4), DType::f32, tokens, hidden};
-  backend_->embed_layer_norm(packed, tables,
-                             {static_cast<const float*>(to_device(gamma, DType::f32)), static_cast<const float*>(to_device(beta, DType::f32)), 1e-12f},
-                             dst, nullptr);
-  std::vector<float> sums(static_cast<size_t>(tokens * hidden));
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t k = 0; k < hidden; ++k)
-      sums[t * hidden + k] = half_to_float(word_half[ids[t] * hidden + k]) + position[token_positions[t] * hidden + k] + type[type_ids[t] * hidden + k];
-  expect_close(to_host(dst.data, sums.size(), DType::f32), reference_layer_norm(sums, tokens, hidden, gamma, beta, 1e-12), 1e-4, 1e-4);
+  const LayerNormParams norm{static_cast<const float*>(to_device(gamma, DType::f32)),
+                             static_cast<const float*>(to_device(beta, DType::f32)), 1e-12f};
+  backend_->embed_layer_norm(packed, tables, norm, dst, nullptr);
+  auto expected_rows = [&](const std::function<float(int64_t)>& word_value) {
+    std::vector<float> sums(static_cast<size_t>(tokens * hidden));
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t k = 0; k < hidden; ++k)
+        sums[t * hidden + k] = word_value(ids[t] * hidden + k) + position[token_positions[t] * hidden + k] + type[type_ids[t] * hidden + k];
+    return reference_layer_norm(sums, tokens, hidden, gamma, beta, 1e-12);
+  };
+  expect_close(to_host(dst.data, tokens * hidden, DType::f32),
+               expected_rows([&](int64_t i) { return half_to_float(word_half[i]); }), 1e-4, 1e-4);
+
+  // I8 word rows with per-row scales (int8 files), where the backend takes them: each row is level × its scale.
+  std::vector<int8_t> word_levels(word.size());
+  for (size_t i = 0; i < word.size(); ++i) word_levels[i] = static_cast<int8_t>(static_cast<int>(i * 37 % 255) - 127);
+  std::vector<float> word_scales(vocab);
+  for (int64_t r = 0; r < vocab; ++r) word_scales[r] = 0.001f * static_cast<float>(r + 1);
+  EmbeddingTables quantized = tables;
+  try {
+    quantized.word = backend_->upload(TensorView{DType::i8, {vocab, hidden}, std::as_bytes(std::span(word_levels))}, std::nullopt);
+  } catch (const InvalidArgument& e) {
+    GTEST_SKIP() << "this backend runs no int8: " << e.what();
+  }
+  quantized.word_scales = backend_->upload(view_of(word_scales, {vocab}), DType::f32);
+  backend_->embed_layer_norm(packed, quantized, norm, dst, nullptr);
+  expect_close(to_host(dst.data, tokens * hidden, DType::f32),
+               expected_rows([&](int64_t i) { return word_levels[i] * word_scales[i / hidden]; }), 1e-4, 1e-4);
 }
 
 // Reference attention of packed sequences: each one on its own tokens, with its own key mask.

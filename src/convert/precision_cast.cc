@@ -51,8 +51,9 @@ DType target_dtype(const ExpectedTensor& expected, Precision precision) {
   if (expected.role == TensorRole::layer_norm) return DType::f32;
   if (expected.dtype) return *expected.dtype;
   if (precision != Precision::int8) return storage_dtype(precision);
-  // Only the encoder's GEMM weights are quantized: embedding rows are looked up, not multiplied, and the small
-  // classifier decides every label, so both stay fp16; biases are added to the f32 result, so stay f32.
+  // Besides the encoder's GEMM weights and the word embeddings (fixed I8 above), nothing is quantized: the
+  // position and type tables are small, and the small classifier decides every label, so they stay fp16; biases
+  // are added to the f32 result, so stay f32.
   return expected.role == TensorRole::bias ? DType::f32 : DType::f16;
 }
 
@@ -251,7 +252,7 @@ std::string format_cast_report(const std::vector<TensorCastReport>& report) {
   out << "conversion report: " << report.size() << " tensors, " << values << " values; clamped to range " << clamped
       << ", underflowed to 0 " << underflowed << ", NaN replaced " << nans << ", Inf clamped " << infs
       << "; kept in fp32 " << kept << " (LayerNorm)";
-  if (quantized > 0) out << "; quantized to int8 " << quantized << " (per-channel scales)";
+  if (quantized > 0) out << "; quantized to int8 " << quantized << " (per-row scales)";
   if (!worst_tensor.empty()) out << "; largest rounding error " << worst_error << " in " << worst_tensor;
   out << "\n" << lines.str();
   return out.str();

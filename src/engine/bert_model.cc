@@ -156,9 +156,12 @@ BertModel::BertModel(std::shared_ptr<const FrozenModel> model, std::shared_ptr<B
   Backend& b = *backend_;
   using namespace bert_names;
 
-  embeddings_ = {b.upload(t.at(embedding("word_embeddings")), std::nullopt),
+  const std::string word_embeddings = embedding("word_embeddings");
+  embeddings_ = {b.upload(t.at(word_embeddings), std::nullopt),
                  b.upload(t.at(embedding("position_embeddings")), std::nullopt),
-                 b.upload(t.at(embedding("token_type_embeddings")), std::nullopt)};
+                 b.upload(t.at(embedding("token_type_embeddings")), std::nullopt), {}};
+  if (const TensorView* word_scales = t.find(weight_scale(word_embeddings)))
+    embeddings_.word_scales = b.upload(*word_scales, DType::f32);
   embedding_norm_gamma_ = b.upload(t.at(embedding_layer_norm("weight")), DType::f32);
   embedding_norm_beta_ = b.upload(t.at(embedding_layer_norm("bias")), DType::f32);
 

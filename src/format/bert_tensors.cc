@@ -11,25 +11,28 @@ std::string layer(int64_t index, const std::string& suffix) {
 std::string weight_scale(const std::string& weight_name) { return weight_name + "_scale"; }
 }  // namespace bert_names
 
-std::vector<ExpectedTensor> expected_bert_tensors(const BertConfig& c, int64_t num_labels, Precision precision) {
+std::vector<ExpectedTensor> expected_bert_tensors(const BertConfig& c, int64_t num_labels, Precision precision,
+                                                  bool i8_word_embeddings) {
   using namespace bert_names;
   const int64_t h = c.hidden_size, f = c.intermediate_size;
   const bool quantized = precision == Precision::int8;
-  std::vector<ExpectedTensor> tensors = {
-      {embedding("word_embeddings"), {c.vocab_size, h}, TensorRole::embedding},
-      {embedding("position_embeddings"), {c.max_positions, h}, TensorRole::embedding},
-      {embedding("token_type_embeddings"), {c.type_vocab_size, h}, TensorRole::embedding},
-      {embedding_layer_norm("weight"), {h}, TensorRole::layer_norm},
-      {embedding_layer_norm("bias"), {h}, TensorRole::layer_norm},
-  };
-  // An encoder weight [out, in], followed in int8 files by its scales.
-  auto add_encoder_weight = [&](const std::string& name, int64_t out, int64_t in) {
-    if (!quantized) {
-      tensors.push_back({name, {out, in}, TensorRole::weight});
+  std::vector<ExpectedTensor> tensors;
+  // A tensor [rows, cols] quantized per row when `quantize`: I8 followed by its F32 scales [rows].
+  auto add_maybe_quantized = [&](const std::string& name, int64_t rows, int64_t cols, TensorRole role, bool quantize) {
+    if (!quantize) {
+      tensors.push_back({name, {rows, cols}, role});
       return;
     }
-    tensors.push_back({name, {out, in}, TensorRole::weight, DType::i8});
-    tensors.push_back({weight_scale(name), {out}, TensorRole::weight_scale, DType::f32});
+    tensors.push_back({name, {rows, cols}, role, DType::i8});
+    tensors.push_back({weight_scale(name), {rows}, TensorRole::weight_scale, DType::f32});
+  };
+  add_maybe_quantized(embedding("word_embeddings"), c.vocab_size, h, TensorRole::embedding, quantized && i8_word_embeddings);
+  tensors.push_back({embedding("position_embeddings"), {c.max_positions, h}, TensorRole::embedding});
+  tensors.push_back({embedding("token_type_embeddings"), {c.type_vocab_size, h}, TensorRole::embedding});
+  tensors.push_back({embedding_layer_norm("weight"), {h}, TensorRole::layer_norm});
+  tensors.push_back({embedding_layer_norm("bias"), {h}, TensorRole::layer_norm});
+  auto add_encoder_weight = [&](const std::string& name, int64_t out, int64_t in) {
+    add_maybe_quantized(name, out, in, TensorRole::weight, quantized);
   };
   for (int64_t i = 0; i < c.num_layers; ++i) {
     for (const char* projection : {"attention.self.query", "attention.self.key", "attention.self.value",

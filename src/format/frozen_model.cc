@@ -19,7 +19,7 @@ SafetensorsLayout layout_for(const FrozenModel& model) {
 std::string missing_tensor_message(const ExpectedTensor& expected, Precision precision) {
   std::string message = "missing tensor " + expected.name + " " + shape_string(expected.shape);
   if (expected.role == TensorRole::weight_scale)
-    message += " (the per-output-channel scales an " + std::string(precision_name(precision)) + " file keeps beside each I8 weight)";
+    message += " (the per-row scales an " + std::string(precision_name(precision)) + " file keeps beside each I8 tensor)";
   return message;
 }
 
@@ -33,7 +33,8 @@ void check_dtype(const ExpectedTensor& expected, const TensorView& tensor, Preci
   }
   if (tensor.dtype != DType::f32 && tensor.dtype != DType::f16 && tensor.dtype != DType::bf16)
     throw Error(found + " (expected F32, F16 or BF16" +
-                (precision == Precision::int8 ? std::string(": only encoder weights are I8 in an int8 file)") : ")"));
+                (precision == Precision::int8 ? std::string(": only encoder weights and word embeddings are I8 in an int8 file)")
+                                              : ")"));
 }
 
 }  // namespace
@@ -52,7 +53,11 @@ void FrozenModel::validate() const {
 
   std::set<std::string> expected_names;
   const Precision precision = m.provenance.precision;
-  for (const auto& expected : expected_bert_tensors(m.config, static_cast<int64_t>(m.labels.size()), precision)) {
+  // int8 files written before their word embeddings were quantized hold them fp16, without scales.
+  const TensorView* word_embeddings = tensors.find(bert_names::embedding("word_embeddings"));
+  const bool i8_word_embeddings = word_embeddings != nullptr && word_embeddings->dtype == DType::i8;
+  for (const auto& expected :
+       expected_bert_tensors(m.config, static_cast<int64_t>(m.labels.size()), precision, i8_word_embeddings)) {
     expected_names.insert(expected.name);
     const TensorView* tensor = tensors.find(expected.name);
     if (tensor == nullptr) throw Error(missing_tensor_message(expected, precision));

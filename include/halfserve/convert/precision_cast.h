@@ -16,8 +16,8 @@ struct CastOptions {
 
 // Casts every weight to the target precision. LayerNorm parameters stay fp32: they scale the normalised
 // activations directly, are a negligible share of the file, and fp16 would round eps-scale differences away.
-// int8 quantizes the encoder's GEMM weights (quantize_weight) and keeps everything else in float: embedding
-// tables and the classifier weight fp16, biases and LayerNorm fp32. An int8 source is dequantized (I8 × scale)
+// int8 quantizes the encoder's GEMM weights and the word embeddings per row (quantize_weight) and keeps
+// everything else in float: the position and type tables and the classifier weight fp16, biases and LayerNorm fp32. An int8 source is dequantized (I8 × scale)
 // before a cast to another precision; int8 to int8 keeps the quantized values and scales as they are.
 // The result owns its tensors; its provenance carries the precision and the per-tensor report.
 FrozenModel cast_model(const FrozenModel& source, const CastOptions& options);

@@ -70,9 +70,10 @@ struct PackedTokens {
 };
 
 struct EmbeddingTables {
-  DeviceTensor word;      // [vocab, hidden], any float dtype
+  DeviceTensor word;      // [vocab, hidden], any float dtype, or I8 with word_scales
   DeviceTensor position;  // [max_positions, hidden]
   DeviceTensor token_type;  // [type_vocab, hidden]
+  DeviceTensor word_scales;  // F32 [vocab] where word is I8 (row r holds word[r] × word_scales[r]); empty otherwise
 };
 
 // Multi-head self-attention of each sequence over its own tokens, from a fused projection qkv = [Q | K | V]

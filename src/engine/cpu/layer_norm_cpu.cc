@@ -59,11 +59,18 @@ void add_half_row_avx512(const uint16_t* values, int64_t cols, float* acc) {
 
 const bool cpu_has_avx512f = __builtin_cpu_supports("avx512f");
 
-// Adds row `row` of `table` (any float dtype) to `acc`.
+// Adds row `row` of `table` (any float dtype, or I8 with per-row `scales`) to `acc`.
 [[gnu::target_clones("avx512f", "avx2", "default")]]
-void accumulate_row(const DeviceTensor& table, int64_t row, int64_t cols, float* acc) {
+void accumulate_row(const DeviceTensor& table, const DeviceTensor& scales, int64_t row, int64_t cols, float* acc) {
   const int64_t offset = row * cols;
   switch (table.dtype) {
+    case DType::i8: {
+      const int8_t* levels = static_cast<const int8_t*>(table.data) + offset;
+      const float scale = static_cast<const float*>(scales.data)[row];
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) acc[c] += static_cast<float>(levels[c]) * scale;
+      break;
+    }
     case DType::f32: {
       const float* values = static_cast<const float*>(table.data) + offset;
 #pragma omp simd
@@ -109,6 +116,7 @@ void CpuBackend::embed_layer_norm(const PackedTokens& tokens, const EmbeddingTab
   const int64_t cols = dst.cols;
   const int64_t rows = tokens.tokens;
   if (rows != dst.rows) throw Error("embedding output rows do not match the tokens");
+  if (tables.word.dtype == DType::i8 && tables.word_scales.data == nullptr) throw Error("I8 word embeddings without scales");
   auto* out = static_cast<float*>(dst.data);
   auto* out_low = dst_low != nullptr ? static_cast<uint16_t*>(dst_low->data) : nullptr;
 #pragma omp parallel
@@ -117,9 +125,9 @@ void CpuBackend::embed_layer_norm(const PackedTokens& tokens, const EmbeddingTab
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       std::fill(sum.begin(), sum.end(), 0.0f);
-      accumulate_row(tables.word, tokens.input_ids[r], cols, sum.data());
-      accumulate_row(tables.position, tokens.positions[r], cols, sum.data());
-      accumulate_row(tables.token_type, tokens.token_type_ids[r], cols, sum.data());
+      accumulate_row(tables.word, tables.word_scales, tokens.input_ids[r], cols, sum.data());
+      accumulate_row(tables.position, {}, tokens.positions[r], cols, sum.data());
+      accumulate_row(tables.token_type, {}, tokens.token_type_ids[r], cols, sum.data());
       normalize_row(sum.data(), cols, norm, out + r * cols, out_low != nullptr ? out_low + r * cols : nullptr);
     }
   }

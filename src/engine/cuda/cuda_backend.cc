@@ -187,6 +187,8 @@ void CudaBackend::synchronize() {
 }
 
 DeviceTensor CudaBackend::upload(const TensorView& tensor, std::optional<DType> as) {
+  // I8 tensors carry per-row scales only the CPU backend applies: converting their levels would drop the scales.
+  if (tensor.dtype == DType::i8) throw InvalidArgument("int8 weights run on the CPU backend only; convert to fp16 for cuda");
   DType dtype = as.value_or(tensor.dtype);
   if (dtype != DType::f32 && dtype != DType::f16 && dtype != DType::bf16) dtype = DType::f32;
   const std::vector<std::byte> bytes = host_bytes_as(tensor, dtype);
