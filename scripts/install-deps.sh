@@ -13,8 +13,9 @@ packages=(
 # The tests and the bench also compare against real peers: PyTorch (Debian's) runs transformers' reference BERT,
 # on OpenBLAS (the OpenMP build: the pthread one fights torch's threads) rather than the reference BLAS, which would
 # make PyTorch fp32 a hundred times slower than it is for users.
+# The fuzz tests build with clang 14 and its libFuzzer runtime (scripts/fuzz.sh); OpenMP for clang is libomp.
 if [ "${1:-}" = "--test" ]; then
-  packages+=(python3-torch python3-numpy python3-requests curl wrk libopenblas0-openmp)
+  packages+=(python3-torch python3-numpy python3-requests curl wrk libopenblas0-openmp clang-14 libclang-rt-14-dev libomp-14-dev)
 fi
 
 missing=()
