@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
-  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libleveldb-dev libsnappy-dev libzip-dev libcpp-httplib-dev
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libleveldb-dev libsnappy-dev libzip-dev libcpp-httplib-dev libmicrohttpd-dev zlib1g-dev
   libgtest-dev libgmock-dev
   python3-venv
 )

@@ -658,10 +658,38 @@ TEST_F(GrpcServerTest, StartThrowsWhenThePortIsTaken) {
   EXPECT_THROW(malformed.start(), Error);
 }
 
-TEST_F(GrpcServerTest, RefusesAThreadCapThePollersWouldFill) {
-  // gRPC aborts the process when the cap cannot hold its polling threads; the constructor refuses first.
-  EXPECT_THROW(GrpcServer(*fixture_->models, fixture_->metrics, "127.0.0.1:0", kMaxMessageBytes, 4), Error);
-  GrpcServer smallest(*fixture_->models, fixture_->metrics, "127.0.0.1:0", kMaxMessageBytes, 9);
+TEST_F(GrpcServerTest, ABurstOfThreeHundredCallsWaitsInsteadOfFailing) {
+  // Before the callback API, a sync server capped at 256 threads refused 45 of 300 concurrent calls with
+  // "Server Threadpool Exhausted". With 4 call threads, 300 calls at once must all wait their turn and succeed.
+  GrpcServer small(*fixture_->models, fixture_->metrics, "127.0.0.1:0", kMaxMessageBytes, 4);
+  small.start();
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(small.port()), grpc::InsecureChannelCredentials());
+  auto stub = tfs::PredictionService::NewStub(channel);
+  const tfs::PredictRequest request = predict_request(tensorflow::DT_INT32, Encoding::typed);
+  std::atomic<int> ok = 0;
+  std::mutex failures_mutex;
+  std::vector<std::string> failures;
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 300; ++c)
+    clients.emplace_back([&] {
+      tfs::PredictResponse response;
+      grpc::ClientContext context;
+      const grpc::Status status = stub->Predict(&context, request, &response);
+      if (status.ok()) {
+        ++ok;
+        return;
+      }
+      std::lock_guard lock(failures_mutex);
+      failures.push_back(status.error_message());
+    });
+  for (auto& client : clients) client.join();
+  EXPECT_EQ(ok.load(), 300) << (failures.empty() ? "" : failures.front());
+  small.shutdown(std::chrono::milliseconds(100));
+}
+
+TEST_F(GrpcServerTest, OneCallThreadServesAndNoneIsRefused) {
+  EXPECT_THROW(GrpcServer(*fixture_->models, fixture_->metrics, "127.0.0.1:0", kMaxMessageBytes, 0), Error);
+  GrpcServer smallest(*fixture_->models, fixture_->metrics, "127.0.0.1:0", kMaxMessageBytes, 1);
   smallest.start();
   auto stub = tfs::PredictionService::NewStub(
       grpc::CreateChannel("127.0.0.1:" + std::to_string(smallest.port()), grpc::InsecureChannelCredentials()));

@@ -1,7 +1,6 @@
 #include "halfserve/serve/grpc_server.h"
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/resource_quota.h>
 
 #include <algorithm>
 #include <climits>
@@ -10,6 +9,7 @@
 #include "halfserve/serve/model_manager.h"
 #include "halfserve/serve/predict_json.h"
 #include "halfserve/serve/serving_error.h"
+#include "serve/request_threads.h"
 #include "serve/tensor_proto_io.h"
 #include "tensorflow_serving/apis/model_service.grpc.pb.h"
 #include "tensorflow_serving/apis/prediction_service.grpc.pb.h"
@@ -20,10 +20,9 @@ namespace {
 
 namespace tfs = tensorflow::serving;
 
-// Each completion queue keeps one or two polling threads, counted against the thread cap; gRPC's default of one
-// queue per core would take the whole cap on a large machine (and abort when it cannot start them all).
-constexpr int kCompletionQueues = 4;
-constexpr int kMaxPollers = 2;
+// Predict calls waiting for one of the max_threads call threads, beyond which a call is refused with
+// RESOURCE_EXHAUSTED: a burst waits its turn, a flood does not pile up requests in memory without bound.
+constexpr size_t kMaxWaitingCalls = 4096;
 constexpr std::string_view kDefaultSignature = "serving_default";
 constexpr std::string_view kSignatureDefField = "signature_def";
 
@@ -166,36 +165,56 @@ class CallRecorder {
   ServingMetrics& metrics_;
 };
 
-class PredictionService final : public tfs::PredictionService::Service {
+// A call that blocks (Predict waits for its batch) runs on a call thread; gRPC's callback threads only hand it
+// over, so a burst of calls waits in the queue instead of failing for want of threads.
+class PredictionService final : public tfs::PredictionService::CallbackService {
  public:
-  PredictionService(ModelManager& models, ServingMetrics& metrics, size_t max_message_bytes)
-      : models_(models), max_message_bytes_(max_message_bytes), recorder_(models, metrics) {}
+  PredictionService(ModelManager& models, ServingMetrics& metrics, size_t max_message_bytes, RequestThreads& calls)
+      : models_(models), max_message_bytes_(max_message_bytes), recorder_(models, metrics), calls_(calls) {}
 
-  grpc::Status Predict(grpc::ServerContext*, const tfs::PredictRequest* request, tfs::PredictResponse* response) override {
-    return recorder_.run(request->model_spec().name(), "predict",
-                         [&] { predict(models_, max_message_bytes_, *request, *response); });
+  grpc::ServerUnaryReactor* Predict(grpc::CallbackServerContext* context, const tfs::PredictRequest* request,
+                                    tfs::PredictResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    const std::string& model = request->model_spec().name();
+    auto call = [this, context, reactor, request, response] {
+      if (context->IsCancelled()) return reactor->Finish(grpc::Status::CANCELLED);  // gone while it waited
+      reactor->Finish(recorder_.run(request->model_spec().name(), "predict",
+                                    [&] { predict(models_, max_message_bytes_, *request, *response); }));
+    };
+    if (!calls_.enqueue(call))
+      reactor->Finish(recorder_.run(model, "predict", [] {
+        throw ServingError(ServingCode::resource_exhausted, "too many Predict calls waiting (" +
+                                                                std::to_string(kMaxWaitingCalls) + "); retry later");
+      }));
+    return reactor;
   }
 
-  grpc::Status GetModelMetadata(grpc::ServerContext*, const tfs::GetModelMetadataRequest* request,
-                                tfs::GetModelMetadataResponse* response) override {
-    return recorder_.run(request->model_spec().name(), "get_model_metadata",
-                         [&] { get_model_metadata(models_, *request, *response); });
+  grpc::ServerUnaryReactor* GetModelMetadata(grpc::CallbackServerContext* context,
+                                             const tfs::GetModelMetadataRequest* request,
+                                             tfs::GetModelMetadataResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(recorder_.run(request->model_spec().name(), "get_model_metadata",
+                                  [&] { get_model_metadata(models_, *request, *response); }));
+    return reactor;
   }
 
  private:
   ModelManager& models_;
   size_t max_message_bytes_;
   CallRecorder recorder_;
+  RequestThreads& calls_;
 };
 
-class ModelService final : public tfs::ModelService::Service {
+class ModelService final : public tfs::ModelService::CallbackService {
  public:
   ModelService(ModelManager& models, ServingMetrics& metrics) : models_(models), recorder_(models, metrics) {}
 
-  grpc::Status GetModelStatus(grpc::ServerContext*, const tfs::GetModelStatusRequest* request,
-                              tfs::GetModelStatusResponse* response) override {
-    return recorder_.run(request->model_spec().name(), "get_model_status",
-                         [&] { get_model_status(models_, *request, *response); });
+  grpc::ServerUnaryReactor* GetModelStatus(grpc::CallbackServerContext* context, const tfs::GetModelStatusRequest* request,
+                                           tfs::GetModelStatusResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(recorder_.run(request->model_spec().name(), "get_model_status",
+                                  [&] { get_model_status(models_, *request, *response); }));
+    return reactor;
   }
 
  private:
@@ -213,13 +232,13 @@ struct GrpcServer::Impl {
   Impl(ModelManager& models, ServingMetrics& metrics, std::string address, size_t max_message_bytes, int max_threads)
       : address(std::move(address)),
         max_message_bytes(max_message_bytes),
-        max_threads(max_threads),
-        prediction_service(models, metrics, max_message_bytes),
+        calls(static_cast<size_t>(max_threads), kMaxWaitingCalls),
+        prediction_service(models, metrics, max_message_bytes, calls),
         model_service(models, metrics) {}
 
   std::string address;
   size_t max_message_bytes;
-  int max_threads;
+  RequestThreads calls;
   PredictionService prediction_service;
   ModelService model_service;
   std::unique_ptr<grpc::Server> server;
@@ -230,11 +249,7 @@ struct GrpcServer::Impl {
 GrpcServer::GrpcServer(ModelManager& models, ServingMetrics& metrics, const std::string& address,
                        size_t max_message_bytes, int max_threads)
     : impl_(std::make_unique<Impl>(models, metrics, address, max_message_bytes, max_threads)) {
-  // The pollers alone take up to this many; below it no call would ever get a thread.
-  const int minimum = kCompletionQueues * kMaxPollers + 1;
-  if (max_threads < minimum)
-    throw Error("gRPC server: max_threads " + std::to_string(max_threads) + " is below the minimum of " +
-                std::to_string(minimum));
+  if (max_threads < 1) throw Error("gRPC server: max_threads " + std::to_string(max_threads) + " must be at least 1");
 }
 
 GrpcServer::~GrpcServer() { shutdown(std::chrono::milliseconds(0)); }
@@ -242,12 +257,6 @@ GrpcServer::~GrpcServer() { shutdown(std::chrono::milliseconds(0)); }
 void GrpcServer::start() {
   if (impl_->server) throw Error("gRPC server on " + impl_->address + " is already started");
   grpc::ServerBuilder builder;
-  grpc::ResourceQuota quota("halfserve_grpc");
-  quota.SetMaxThreads(impl_->max_threads);
-  builder.SetResourceQuota(quota);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, kCompletionQueues);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, kMaxPollers);
   builder.SetMaxReceiveMessageSize(message_limit(impl_->max_message_bytes));
   builder.SetMaxSendMessageSize(message_limit(impl_->max_message_bytes));
   // Without this, gRPC lets a second server bind the same port (SO_REUSEPORT) and requests go to either.
@@ -267,7 +276,8 @@ void GrpcServer::shutdown(std::chrono::milliseconds grace) {
   if (!impl_->server || impl_->stopped) return;
   impl_->stopped = true;
   impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
-  impl_->server->Wait();
+  impl_->server->Wait();  // every call finished: the call threads have nothing left to answer
+  impl_->calls.shutdown();
 }
 
 int GrpcServer::port() const { return impl_->port; }

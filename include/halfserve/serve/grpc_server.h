@@ -14,17 +14,15 @@ class ServingMetrics;
 //   PredictionService/Predict, PredictionService/GetModelMetadata, ModelService/GetModelStatus.
 // Other TF Serving methods answer UNIMPLEMENTED.
 //
-// Calls run on gRPC's sync server, one thread per call until it returns (a Predict blocks while its batch runs).
-// Threads are capped, as TF Serving's --grpc_max_threads caps them: calls beyond the cap fail at once with
-// RESOURCE_EXHAUSTED ("Server Threadpool Exhausted") rather than spawning threads, and holding requests in
-// memory, without limit.
+// Calls arrive on gRPC's callback API. A Predict (which blocks while its batch runs) is handed to one of up to
+// `max_threads` call threads, started on demand; calls beyond them wait in turn, up to 4096 waiting, past which
+// they fail at once with RESOURCE_EXHAUSTED. Metadata and status calls answer on gRPC's own threads.
 class GrpcServer {
  public:
   static constexpr int kDefaultMaxThreads = 256;
 
   // `address` is "host:port" ("0.0.0.0:8500"; port 0 picks a free one). `max_message_bytes` bounds both the
-  // requests accepted and the replies sent. `max_threads` counts gRPC's polling threads too (up to 8); throws
-  // Error below 9.
+  // requests accepted and the replies sent. `max_threads`: Predict calls running at once (Error below 1).
   GrpcServer(ModelManager& models, ServingMetrics& metrics, const std::string& address, size_t max_message_bytes,
              int max_threads = kDefaultMaxThreads);
   ~GrpcServer();  // shuts down at once if still running

@@ -14,15 +14,16 @@ struct RestOptions {
   std::string host = "0.0.0.0";
   int port = 8501;  // 0: any free port (see RestServer::port())
   size_t max_body_bytes = 64 << 20;  // larger request bodies get 413
-  // Connection threads. cpp-httplib serves each connection on one thread for the connection's whole life, keep-alive
-  // included, so this bounds open connections, not requests; connections beyond it wait for a thread. 0: up to
-  // 1000, started on demand.
+  // Requests handled at once (each waits for its model on its own thread, so the batcher sees them together);
+  // more wait in turn. 0: up to 1000, started on demand. Connections are not threads: idle and slow ones cost a
+  // descriptor on the event loop (docs/reliability.md).
   int threads = 0;
-  // How long an idle keep-alive connection stays open. While open it holds its thread, and cpp-httplib 0.11 polls
-  // it every ~11 ms (about 1.4 ms of CPU per idle connection-second; 300 idle connections cost ~40% of a core).
+  // Open connections at most; more are closed at once (the process's descriptor limit is raised to fit).
+  size_t max_connections = 10000;
+  // How long a connection may stay silent: an idle keep-alive, or a client sending nothing more of its request.
   int keep_alive_seconds = 30;
   // One JSON line per request: time, remote, method, path, status, bytes_in, bytes_out, latency_us, model, version.
-  // Called on connection threads, concurrently: it must be thread-safe.
+  // Called after each reply is sent, on the server's threads, concurrently: it must be thread-safe.
   std::function<void(const std::string&)> access_log;
 };
 

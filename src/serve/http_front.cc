@@ -1,0 +1,316 @@
+#include "serve/http_front.h"
+
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "halfserve/util/error.h"
+#include "serve/http_body.h"
+#include "serve/request_threads.h"
+
+namespace halfserve {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Parsing is cheap next to the model: two event threads keep up with any load these requests bring.
+constexpr unsigned kEventThreads = 2;
+// Per-connection memory for the request line and headers (and read/write buffers): a longer request line gets
+// 414 and longer headers 431, before anything is routed. cpp-httplib, before it, allowed 8 KB of URI.
+constexpr size_t kConnectionMemoryBytes = 16 << 10;
+// A body declared this many times over the limit is refused before it is read, closing the connection; smaller
+// excess is read to its end (and dropped) so the client gets its 413 on a connection that stays usable.
+constexpr size_t kReadExcessFactor = 4;
+
+std::string header(MHD_Connection* connection, const char* name) {
+  const char* value = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, name);
+  return value != nullptr ? value : "";
+}
+
+std::string peer_address(MHD_Connection* connection) {
+  const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (info == nullptr || info->client_addr == nullptr) return "";
+  const sockaddr* address = info->client_addr;
+  const socklen_t length = address->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  char host[NI_MAXHOST] = {};
+  if (getnameinfo(address, length, host, sizeof host, nullptr, 0, NI_NUMERICHOST) != 0) return "";
+  return host;
+}
+
+bool starts_with_ignoring_case(const std::string& text, const char* prefix) {
+  return strncasecmp(text.c_str(), prefix, std::strlen(prefix)) == 0;
+}
+
+// A listening socket of our own: SO_REUSEADDR without SO_REUSEPORT (which would let a second server take half the
+// traffic) and the system's largest backlog, so hundreds of clients connecting at once are not dropped.
+int listen_on(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* addresses = nullptr;
+  const std::string where = host + ":" + std::to_string(port);
+  if (const int failed = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses); failed != 0)
+    throw Error("REST API cannot listen on " + where + ": " + gai_strerror(failed));
+  int saved_errno = 0;
+  int socket_fd = -1;
+  for (addrinfo* address = addresses; address != nullptr && socket_fd < 0; address = address->ai_next) {
+    socket_fd = ::socket(address->ai_family, address->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, address->ai_protocol);
+    if (socket_fd < 0) continue;
+    const int yes = 1;
+    setsockopt(socket_fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    if (::bind(socket_fd, address->ai_addr, address->ai_addrlen) == 0 && ::listen(socket_fd, SOMAXCONN) == 0) break;
+    saved_errno = errno;
+    ::close(socket_fd);
+    socket_fd = -1;
+  }
+  freeaddrinfo(addresses);
+  if (socket_fd < 0) throw Error("REST API cannot listen on " + where + ": " + std::strerror(saved_errno));
+  return socket_fd;
+}
+
+int bound_port(int socket_fd) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (getsockname(socket_fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return 0;
+  if (address.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(address).sin6_port);
+  return ntohs(reinterpret_cast<const sockaddr_in&>(address).sin_port);
+}
+
+// Every connection is a descriptor: lift the soft limit (often 1024) to the hard one so the connection cap, not
+// the descriptor limit, decides how many clients may wait.
+void raise_descriptor_limit(size_t wanted) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= wanted + 64) return;
+  limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, wanted + 64);
+  setrlimit(RLIMIT_NOFILE, &limit);
+}
+
+}  // namespace
+
+// One request on a connection, from its headers to its reply.
+struct Exchange {
+  enum class Stage { reading, handling, replying };
+  HttpRequest request;
+  std::unique_ptr<HttpBody> body;
+  bool multipart = false;
+  Clock::time_point start = Clock::now();
+  std::atomic<Stage> stage{Stage::reading};
+  HttpReply reply;
+  bool dispatched = false;  // counted in active_ until completed
+};
+
+class HttpFront::Impl {
+ public:
+  explicit Impl(HttpFrontOptions options) : options_(std::move(options)), threads_(options_.request_threads) {}
+
+  void start();
+  void stop();
+  int port() const { return port_; }
+
+ private:
+  static MHD_Result on_request(void* self, MHD_Connection* connection, const char* url, const char* method,
+                               const char* version, const char* upload_data, size_t* upload_size, void** state);
+  static void on_completed(void* self, MHD_Connection* connection, void** state, MHD_RequestTerminationCode why);
+
+  MHD_Result begin(MHD_Connection* connection, const char* url, const char* method, void** state);
+  void finish_body(Exchange& exchange);
+  void dispatch(MHD_Connection* connection, Exchange& exchange);
+  MHD_Result send(MHD_Connection* connection, const HttpReply& reply);
+  HttpReply handle_safely(const HttpRequest& request);
+
+  HttpFrontOptions options_;
+  RequestThreads threads_;
+  MHD_Daemon* daemon_ = nullptr;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::mutex active_mutex_;
+  std::condition_variable active_done_;
+  size_t active_ = 0;
+  std::mutex lifecycle_mutex_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+void HttpFront::Impl::start() {
+  std::lock_guard lock(lifecycle_mutex_);
+  if (started_) throw Error("the REST server was already started");
+  listen_fd_ = listen_on(options_.host, options_.port);
+  port_ = bound_port(listen_fd_);
+  raise_descriptor_limit(options_.max_connections);
+  daemon_ = MHD_start_daemon(
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, nullptr, nullptr, &Impl::on_request, this,
+      MHD_OPTION_LISTEN_SOCKET, listen_fd_, MHD_OPTION_THREAD_POOL_SIZE, kEventThreads,
+      MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(options_.max_connections),
+      MHD_OPTION_CONNECTION_TIMEOUT, options_.idle_timeout_seconds,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemoryBytes,
+      MHD_OPTION_NOTIFY_COMPLETED, &Impl::on_completed, this, MHD_OPTION_END);
+  if (daemon_ == nullptr) {
+    ::close(listen_fd_);
+    throw Error("REST API cannot start serving on " + options_.host + ":" + std::to_string(port_));
+  }
+  started_ = true;
+}
+
+void HttpFront::Impl::stop() {
+  std::lock_guard lock(lifecycle_mutex_);
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  stopping_ = true;
+  const MHD_socket listening = MHD_quiesce_daemon(daemon_);  // no new connections
+  if (listening != MHD_INVALID_SOCKET) ::close(listening);
+  {
+    // Requests being handled finish and send their replies; a suspended connection must not meet
+    // MHD_stop_daemon.
+    std::unique_lock active_lock(active_mutex_);
+    active_done_.wait(active_lock, [&] { return active_ == 0; });
+  }
+  MHD_stop_daemon(daemon_);  // closes every connection, idle keep-alive ones included
+  daemon_ = nullptr;
+  threads_.shutdown();
+}
+
+MHD_Result HttpFront::Impl::on_request(void* self, MHD_Connection* connection, const char* url, const char* method,
+                                       const char*, const char* upload_data, size_t* upload_size, void** state) {
+  Impl& impl = *static_cast<Impl*>(self);
+  if (*state == nullptr) return impl.begin(connection, url, method, state);
+  Exchange& exchange = *static_cast<Exchange*>(*state);
+  switch (exchange.stage.load()) {
+    case Exchange::Stage::reading:
+      if (*upload_size > 0) {
+        exchange.body->append(upload_data, *upload_size);
+        exchange.request.body_bytes = exchange.body->decoded_bytes();
+        *upload_size = 0;
+        return MHD_YES;
+      }
+      impl.finish_body(exchange);
+      impl.dispatch(connection, exchange);
+      return MHD_YES;
+    case Exchange::Stage::handling:
+      return MHD_YES;  // woken before its reply is ready: nothing to do yet
+    case Exchange::Stage::replying:
+      return impl.send(connection, exchange.reply);
+  }
+  return MHD_NO;
+}
+
+MHD_Result HttpFront::Impl::begin(MHD_Connection* connection, const char* url, const char* method, void** state) {
+  auto exchange = std::make_unique<Exchange>();
+  exchange->request.method = method;
+  exchange->request.path = url;
+  exchange->request.remote = peer_address(connection);
+  exchange->multipart = starts_with_ignoring_case(header(connection, MHD_HTTP_HEADER_CONTENT_TYPE), "multipart/");
+  exchange->body = std::make_unique<HttpBody>(header(connection, MHD_HTTP_HEADER_CONTENT_ENCODING),
+                                              exchange->request.method == "POST" && !exchange->multipart,
+                                              options_.max_body_bytes);
+  Exchange& ref = *exchange;
+  *state = exchange.release();
+  if (stopping_) {
+    ref.reply.status = 503;
+    ref.reply.body = R"({"error":"the server is shutting down"})";
+    return send(connection, ref.reply);
+  }
+  const std::string declared = header(connection, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (!declared.empty() && std::strtoull(declared.c_str(), nullptr, 10) / kReadExcessFactor > options_.max_body_bytes) {
+    ref.request.body_error = std::make_exception_ptr(
+        HttpError(413, ServingCode::resource_exhausted,
+                  "request body is larger than the limit of " + std::to_string(options_.max_body_bytes) + " bytes"));
+    ref.reply = handle_safely(ref.request);  // routed like any request (so metrics count it): answers with the 413
+    return send(connection, ref.reply);
+  }
+  return MHD_YES;
+}
+
+void HttpFront::Impl::finish_body(Exchange& exchange) {
+  HttpRequest& request = exchange.request;
+  request.body_bytes = exchange.body->decoded_bytes();
+  if (const int status = exchange.body->problem(); status != 0) {
+    const ServingCode code = status == 413 ? ServingCode::resource_exhausted : ServingCode::invalid_argument;
+    request.body_error = std::make_exception_ptr(HttpError(status, code, exchange.body->message()));
+  } else if (exchange.multipart) {
+    request.body_error =
+        std::make_exception_ptr(HttpError(415, ServingCode::invalid_argument, "multipart bodies are not accepted: send JSON"));
+  } else {
+    request.body = std::move(exchange.body->text());
+  }
+  exchange.body.reset();
+}
+
+void HttpFront::Impl::dispatch(MHD_Connection* connection, Exchange& exchange) {
+  {
+    std::lock_guard lock(active_mutex_);
+    ++active_;
+  }
+  exchange.dispatched = true;
+  exchange.stage = Exchange::Stage::handling;
+  MHD_suspend_connection(connection);
+  threads_.enqueue([this, connection, &exchange] {
+    exchange.reply = handle_safely(exchange.request);
+    exchange.stage = Exchange::Stage::replying;
+    MHD_resume_connection(connection);
+  });
+}
+
+HttpReply HttpFront::Impl::handle_safely(const HttpRequest& request) {
+  try {
+    return options_.handle(request);
+  } catch (const std::exception& e) {
+    HttpReply reply;
+    reply.status = 500;
+    reply.body = nlohmann::json({{"error", std::string("internal error: ") + e.what()}})
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return reply;
+  }
+}
+
+MHD_Result HttpFront::Impl::send(MHD_Connection* connection, const HttpReply& reply) {
+  MHD_Response* response = MHD_create_response_from_buffer(reply.body.size(), const_cast<char*>(reply.body.data()),
+                                                            MHD_RESPMEM_MUST_COPY);
+  if (response == nullptr) return MHD_NO;
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, reply.content_type.c_str());
+  for (const auto& [name, value] : reply.headers) MHD_add_response_header(response, name.c_str(), value.c_str());
+  if (stopping_) MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+  const MHD_Result queued = MHD_queue_response(connection, static_cast<unsigned>(reply.status), response);
+  MHD_destroy_response(response);
+  return queued;
+}
+
+void HttpFront::Impl::on_completed(void* self, MHD_Connection*, void** state, MHD_RequestTerminationCode) {
+  Impl& impl = *static_cast<Impl*>(self);
+  std::unique_ptr<Exchange> exchange(static_cast<Exchange*>(*state));
+  *state = nullptr;
+  if (exchange == nullptr) return;
+  if (impl.options_.completed) {
+    try {
+      impl.options_.completed(exchange->request, exchange->reply,
+                              std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - exchange->start));
+    } catch (...) {
+      // A failing log sink must not fail the server.
+    }
+  }
+  if (exchange->dispatched) {
+    std::lock_guard lock(impl.active_mutex_);
+    if (--impl.active_ == 0) impl.active_done_.notify_all();
+  }
+}
+
+HttpFront::HttpFront(HttpFrontOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+HttpFront::~HttpFront() { stop(); }
+void HttpFront::start() { impl_->start(); }
+int HttpFront::port() const { return impl_->port(); }
+void HttpFront::stop() { impl_->stop(); }
+
+}  // namespace halfserve
