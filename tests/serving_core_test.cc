@@ -150,6 +150,52 @@ TEST(BatchSchedulerTest, MergedBatchesStayWithinTheEnginesTokenLimit) {
   for (auto& result : results) EXPECT_EQ(result.get().label_ids.size(), 2000u * 64u);
 }
 
+TEST(BatchSchedulerTest, RequestsLargerThanABatchRunInPiecesWhileOthersQueue) {
+  // Before, a request of more rows than the queue holds got "queue full" whenever anything else was queued, so it
+  // could never succeed under load; and one over the engine's 2^18 tokens was refused outright.
+  const auto model = BertModel::from_model(testing::tiny_model(), {});
+  BatchingOptions batching;
+  batching.max_batch_size = 4;
+  batching.max_enqueued_batches = 2;
+  batching.batch_timeout_micros = 1000;
+  BatchScheduler scheduler(model, batching, true, "tiny", nullptr);
+  const InputBatch large = random_request(model->config(), 37, 12, 7);
+  std::atomic<bool> busy = true;
+  std::atomic<int> other_served = 0;
+  auto others = std::async(std::launch::async, [&] {
+    const InputBatch small = random_request(model->config(), 1, 12, 8);
+    while (busy) {
+      try {
+        scheduler.run(small, {});
+        ++other_served;
+      } catch (const ServingError&) {
+      }
+    }
+  });
+  const OutputBatch pieced = scheduler.run(large, {true, true, false, true});
+  busy = false;
+  others.get();
+  Workspace workspace;
+  const OutputBatch alone = model->run(large, {true, true, false, true}, workspace);
+  EXPECT_EQ(pieced.batch, 37);
+  EXPECT_EQ(pieced.label_ids, alone.label_ids);
+  ASSERT_EQ(pieced.logits.size(), alone.logits.size());
+  for (size_t k = 0; k < alone.logits.size(); ++k) ASSERT_NEAR(pieced.logits[k], alone.logits[k], 1e-5);
+  EXPECT_EQ(pieced.probabilities.size(), alone.probabilities.size());
+  EXPECT_GT(other_served.load(), 0);
+
+  // Over the engine's token limit in one request: runs in pieces too.
+  BatchingOptions unbounded;
+  unbounded.max_batch_size = 100000;
+  BatchScheduler big(model, unbounded, true, "tiny", nullptr);
+  const int64_t rows = BertModel::kMaxBatchTokens / 64 + 3;
+  EXPECT_EQ(big.run(random_request(model->config(), rows, 64, 9), {}).label_ids.size(), static_cast<size_t>(rows * 64));
+  // A bad row in a late piece refuses the whole request before any piece runs.
+  InputBatch bad = large;
+  bad.input_ids.back() = 1 << 20;
+  EXPECT_THROW(scheduler.run(bad, {}), InvalidArgument);
+}
+
 TEST(BatchSchedulerTest, BadRequestsAreAnsweredWithoutWaitingInTheQueue) {
   const auto model = BertModel::from_model(testing::tiny_model(), {});
   BatchingOptions batching;

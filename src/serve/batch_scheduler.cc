@@ -50,7 +50,60 @@ BatchScheduler::~BatchScheduler() {
   for (auto& worker : workers_) worker.join();
 }
 
+namespace {
+
+// Rows [first, first + count) of `in`.
+InputBatch row_slice(const InputBatch& in, int64_t first, int64_t count) {
+  InputBatch piece;
+  piece.batch = count;
+  piece.length = in.length;
+  auto slice = [&](const std::vector<int32_t>& values) {
+    if (values.empty()) return std::vector<int32_t>();
+    return std::vector<int32_t>(values.begin() + first * in.length, values.begin() + (first + count) * in.length);
+  };
+  piece.input_ids = slice(in.input_ids);
+  piece.attention_mask = slice(in.attention_mask);
+  piece.token_type_ids = slice(in.token_type_ids);
+  return piece;
+}
+
+// The pieces' outputs as one batch: every output is row-major with the batch first, so rows append.
+OutputBatch append_rows(std::vector<OutputBatch>& pieces) {
+  OutputBatch all = std::move(pieces.front());
+  for (size_t p = 1; p < pieces.size(); ++p) {
+    OutputBatch& piece = pieces[p];
+    all.batch += piece.batch;
+    all.logits.insert(all.logits.end(), piece.logits.begin(), piece.logits.end());
+    all.label_ids.insert(all.label_ids.end(), piece.label_ids.begin(), piece.label_ids.end());
+    all.last_hidden_state.insert(all.last_hidden_state.end(), piece.last_hidden_state.begin(), piece.last_hidden_state.end());
+    all.probabilities.insert(all.probabilities.end(), piece.probabilities.begin(), piece.probabilities.end());
+  }
+  return all;
+}
+
+}  // namespace
+
+int64_t BatchScheduler::rows_per_piece(int64_t length) const {
+  const int64_t by_tokens = BertModel::kMaxBatchTokens / std::max<int64_t>(1, length);
+  return std::max<int64_t>(1, std::min(std::max<int64_t>(1, batching_.max_batch_size), by_tokens));
+}
+
 OutputBatch BatchScheduler::run(const InputBatch& inputs, const OutputSelection& outputs) {
+  const int64_t piece_rows = rows_per_piece(inputs.length);
+  if (inputs.batch <= piece_rows) return run_piece(inputs, outputs);
+  // Larger than one batch (or than the engine's token limit): split by rows into pieces that each fit, every one
+  // validated before any runs, then run in turn. Each piece queues like any request, so a large request is never
+  // refused as "queue full" for being large, only when the queue is full now.
+  std::vector<InputBatch> pieces;
+  for (int64_t first = 0; first < inputs.batch; first += piece_rows)
+    pieces.push_back(row_slice(inputs, first, std::min(piece_rows, inputs.batch - first)));
+  for (const InputBatch& piece : pieces) model_->validate(piece);
+  std::vector<OutputBatch> results;
+  for (const InputBatch& piece : pieces) results.push_back(run_piece(piece, outputs));
+  return append_rows(results);
+}
+
+OutputBatch BatchScheduler::run_piece(const InputBatch& inputs, const OutputSelection& outputs) {
   // A bad request is answered at once (400 naming the bad id, length or mask), never after waiting in the queue,
   // and never with "queue full" when it could not have run anyway.
   model_->validate(inputs);

@@ -29,8 +29,9 @@ class BatchScheduler {
   BatchScheduler(const BatchScheduler&) = delete;
   BatchScheduler& operator=(const BatchScheduler&) = delete;
 
-  // Blocks until the result is ready. Throws ServingError (RESOURCE_EXHAUSTED when the queue is full) or the
-  // model's InvalidArgument for a bad batch.
+  // Blocks until the result is ready. A request of more rows than one batch (max_batch_size, or the engine's token
+  // limit) runs as several pieces in turn. Throws ServingError (RESOURCE_EXHAUSTED when the queue is full now) or
+  // the model's InvalidArgument for a bad batch.
   OutputBatch run(const InputBatch& inputs, const OutputSelection& outputs);
 
  private:
@@ -40,6 +41,8 @@ class BatchScheduler {
     std::promise<OutputBatch> result;
     std::chrono::steady_clock::time_point enqueued;
   };
+  int64_t rows_per_piece(int64_t length) const;
+  OutputBatch run_piece(const InputBatch& inputs, const OutputSelection& outputs);
   void work();
   std::vector<std::unique_ptr<Task>> next_batch(std::unique_lock<std::mutex>& lock);
   void execute(std::vector<std::unique_ptr<Task>>& valid, Workspace& workspace);
