@@ -62,10 +62,11 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError("server did not become ready")
 
-    def rss_mb(self):
+    def rss_mb(self, field="VmRSS"):
+        # VmRSS: resident now; VmHWM: the most it has ever been.
         with open(f"/proc/{self.process.pid}/status") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
 
     def cpu_seconds(self):
@@ -251,10 +252,11 @@ def main():
             for s in sockets:
                 s.close()
             log(f"{options.bodies} concurrent maximum bodies ({options.max_body} bytes)")
-            rss_before = server.rss_mb()
+            rss_before = server.rss_mb()  # the peak so far came from the steps before; it only grows from here
             statuses = maximum_bodies(server.port, options.bodies, options.max_body)
             result["bodies"] = {"count": options.bodies, "bytes": options.max_body, "statuses": statuses,
                                 "rss_before_mb": round(rss_before, 1), "rss_after_mb": round(server.rss_mb(), 1),
+                                "peak_rss_mb": round(server.rss_mb("VmHWM"), 1),
                                 "server_alive": server.alive(),
                                 "after": request(server.port, "POST", *valid_requests()[1])[0]}
             log(f"soak: {options.clients} clients, {options.minutes} min, 20 % invalid; file overwritten then truncated")

@@ -102,7 +102,7 @@ void raise_descriptor_limit(size_t wanted) {
 
 // One request on a connection, from its headers to its reply.
 struct Exchange {
-  enum class Stage { reading, handling, replying };
+  enum class Stage { reading, handling, replying, answered };
   HttpRequest request;
   std::unique_ptr<HttpBody> body;
   bool multipart = false;
@@ -202,7 +202,11 @@ MHD_Result HttpFront::Impl::on_request(void* self, MHD_Connection* connection, c
     case Exchange::Stage::handling:
       return MHD_YES;  // woken before its reply is ready: nothing to do yet
     case Exchange::Stage::replying:
+      exchange.stage = Exchange::Stage::answered;
       return impl.send(connection, exchange.reply);
+    case Exchange::Stage::answered:
+      *upload_size = 0;  // answered early (413, 503): whatever else arrives is dropped
+      return MHD_YES;
   }
   return MHD_NO;
 }
@@ -221,6 +225,7 @@ MHD_Result HttpFront::Impl::begin(MHD_Connection* connection, const char* url, c
   if (stopping_) {
     ref.reply.status = 503;
     ref.reply.body = R"({"error":"the server is shutting down"})";
+    ref.stage = Exchange::Stage::answered;
     return send(connection, ref.reply);
   }
   const std::string declared = header(connection, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -229,6 +234,7 @@ MHD_Result HttpFront::Impl::begin(MHD_Connection* connection, const char* url, c
         HttpError(413, ServingCode::resource_exhausted,
                   "request body is larger than the limit of " + std::to_string(options_.max_body_bytes) + " bytes"));
     ref.reply = handle_safely(ref.request);  // routed like any request (so metrics count it): answers with the 413
+    ref.stage = Exchange::Stage::answered;
     return send(connection, ref.reply);
   }
   return MHD_YES;
@@ -257,11 +263,17 @@ void HttpFront::Impl::dispatch(MHD_Connection* connection, Exchange& exchange) {
   exchange.dispatched = true;
   exchange.stage = Exchange::Stage::handling;
   MHD_suspend_connection(connection);
-  threads_.enqueue([this, connection, &exchange] {
+  const bool queued = threads_.enqueue([this, connection, &exchange] {
     exchange.reply = handle_safely(exchange.request);
     exchange.stage = Exchange::Stage::replying;
     MHD_resume_connection(connection);
   });
+  if (!queued) {  // only while shutting down; a suspended connection must always be resumed
+    exchange.reply.status = 503;
+    exchange.reply.body = R"({"error":"the server is shutting down"})";
+    exchange.stage = Exchange::Stage::replying;
+    MHD_resume_connection(connection);
+  }
 }
 
 HttpReply HttpFront::Impl::handle_safely(const HttpRequest& request) {

@@ -11,12 +11,7 @@
 using namespace halfserve;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const fuzz::fs::path dir = [] {
-    const fuzz::fs::path path = fuzz::scratch_dir() / "model";
-    fuzz::fs::create_directories(path);
-    fuzz::add_companions(path);
-    return path;
-  }();
+  static const fuzz::fs::path dir = fuzz::model_dir("model");
   const fuzz::fs::path file = dir / FUZZ_FILE_NAME;
   fuzz::write_file(file, {data, size});
   // A SavedModel is opened by its folder; the other formats by their file.

@@ -46,6 +46,14 @@ inline void add_companions(const fs::path& dir) {
   fs::copy(companions, dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
 }
 
+// A folder `name` under the scratch folder, with the companion files in it (made once per process).
+inline fs::path model_dir(const std::string& name) {
+  const fs::path path = scratch_dir() / name;
+  fs::create_directories(path);
+  add_companions(path);
+  return path;
+}
+
 // Runs `body` on one input; halfserve::Error is the expected answer to bad input, anything else aborts.
 template <typename Body>
 void expect_only_clean_errors(Body&& body) {

@@ -11,12 +11,7 @@
 using namespace halfserve;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const fuzz::fs::path dir = [] {
-    const fuzz::fs::path path = fuzz::scratch_dir() / "checkpoint";
-    fuzz::fs::create_directories(path);
-    fuzz::add_companions(path);
-    return path;
-  }();
+  static const fuzz::fs::path dir = fuzz::model_dir("checkpoint");
   if (size < 4) return 0;
   const size_t index_size = std::min<size_t>(size - 4, data[0] | data[1] << 8 | data[2] << 16 | uint32_t{data[3]} << 24);
   const std::string prefix = (dir / "model.ckpt").string();
