@@ -1,9 +1,13 @@
 // The serving core without its front ends: config files, the batch scheduler and the model manager.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "halfserve/serve/batch_scheduler.h"
@@ -194,6 +198,31 @@ TEST(BatchSchedulerTest, RequestsLargerThanABatchRunInPiecesWhileOthersQueue) {
   InputBatch bad = large;
   bad.input_ids.back() = 1 << 20;
   EXPECT_THROW(scheduler.run(bad, {}), InvalidArgument);
+}
+
+// The nice value of each of this process's threads (field 19 of /proc/self/task/TID/stat).
+std::vector<int> thread_niceness() {
+  std::vector<int> values;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream stat(task.path() / "stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::istringstream fields(text.substr(text.rfind(')') + 2));
+    std::string field;
+    for (int i = 3; i <= 19 && fields >> field; ++i)
+      if (i == 19) values.push_back(std::stoi(field));
+  }
+  return values;
+}
+
+TEST(BatchSchedulerTest, ModelCallsRunBelowThePriorityOfTheThreadsThatAnswerRequests) {
+  const int own = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+  const auto model = BertModel::from_model(testing::tiny_model(), {});
+  BatchScheduler scheduler(model, {}, false, "tiny", nullptr);
+  scheduler.run(random_request(model->config(), 2, 16, 3), {});
+  const std::vector<int> niceness = thread_niceness();
+  EXPECT_NE(std::find(niceness.begin(), niceness.end(), std::min(19, own + 5)), niceness.end())
+      << "no thread runs model calls at nice " << own + 5;
+  EXPECT_EQ(getpriority(PRIO_PROCESS, static_cast<id_t>(gettid())), own) << "the caller's priority changed";
 }
 
 TEST(BatchSchedulerTest, BadRequestsAreAnsweredWithoutWaitingInTheQueue) {

@@ -1,6 +1,10 @@
 #include "halfserve/serve/batch_scheduler.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include "halfserve/serve/metrics.h"
 #include "halfserve/serve/serving_error.h"
@@ -26,6 +30,19 @@ std::vector<T> slice_rows(const std::vector<T>& values, int64_t first_row, int64
     std::copy(source, source + length * width, result.data() + r * length * width);
   }
   return result;
+}
+
+// Model calls run at a lower priority than the threads that read requests and answer them (this worker's OpenMP
+// team is started by it, so inherits it): when inference fills every core, a request that needs no model — an
+// invalid one, a status query — is still answered in milliseconds instead of waiting for a time slice. Under no
+// contention it changes nothing. Raising one's own nice value needs no privilege.
+constexpr int kModelCallNiceness = 5;
+
+void lower_this_threads_priority() {
+  const auto thread = static_cast<id_t>(gettid());
+  errno = 0;
+  const int current = getpriority(PRIO_PROCESS, thread);
+  if (errno == 0) setpriority(PRIO_PROCESS, thread, std::min(19, current + kModelCallNiceness));
 }
 
 }  // namespace
@@ -156,6 +173,7 @@ std::vector<std::unique_ptr<BatchScheduler::Task>> BatchScheduler::next_batch(st
 
 void BatchScheduler::work() {
   // The model computes with its own thread count (the model manager splits the cores between the workers).
+  lower_this_threads_priority();
   Workspace workspace;  // one per worker: buffers grow to the largest batch once and are reused
   std::unique_lock lock(mutex_);
   while (true) {
