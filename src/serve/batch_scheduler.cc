@@ -106,8 +106,13 @@ int64_t BatchScheduler::rows_per_piece(int64_t length) const {
 }
 
 OutputBatch BatchScheduler::run(const InputBatch& inputs, const OutputSelection& outputs) {
+  // A bad request is answered at once (400 naming the bad id, length or mask), never after waiting in the queue,
+  // and never with "queue full" when it could not have run anyway.
   const int64_t piece_rows = rows_per_piece(inputs.length);
-  if (inputs.batch <= piece_rows) return run_piece(inputs, outputs);
+  if (inputs.batch <= piece_rows) {
+    model_->validate(inputs);
+    return run_piece(inputs, outputs);
+  }
   // Larger than one batch (or than the engine's token limit): split by rows into pieces that each fit, every one
   // validated before any runs, then run in turn. Each piece queues like any request, so a large request is never
   // refused as "queue full" for being large, only when the queue is full now.
@@ -121,9 +126,6 @@ OutputBatch BatchScheduler::run(const InputBatch& inputs, const OutputSelection&
 }
 
 OutputBatch BatchScheduler::run_piece(const InputBatch& inputs, const OutputSelection& outputs) {
-  // A bad request is answered at once (400 naming the bad id, length or mask), never after waiting in the queue,
-  // and never with "queue full" when it could not have run anyway.
-  model_->validate(inputs);
   auto task = std::make_unique<Task>();
   task->inputs = &inputs;
   task->outputs = outputs;

@@ -285,6 +285,12 @@ HttpReply HttpFront::Impl::handle_safely(const HttpRequest& request) {
     reply.body = nlohmann::json({{"error", std::string("internal error: ") + e.what()}})
                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     return reply;
+  } catch (...) {
+    // Whatever was thrown, the connection gets a reply and is resumed: a suspended one would hold stop() forever.
+    HttpReply reply;
+    reply.status = 500;
+    reply.body = R"({"error":"internal error"})";
+    return reply;
   }
 }
 

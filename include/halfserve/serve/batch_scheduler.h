@@ -42,6 +42,7 @@ class BatchScheduler {
     std::chrono::steady_clock::time_point enqueued;
   };
   int64_t rows_per_piece(int64_t length) const;
+  // Queues one validated batch of at most rows_per_piece rows and waits for its result.
   OutputBatch run_piece(const InputBatch& inputs, const OutputSelection& outputs);
   void work();
   std::vector<std::unique_ptr<Task>> next_batch(std::unique_lock<std::mutex>& lock);
