@@ -257,6 +257,40 @@ TEST_F(PredictJsonTest, DeeplyNestedRequestIsAnErrorNotACrash) {
   expect_invalid(R"({"inputs": )" + nested + "}", {});
 }
 
+TEST_F(PredictJsonTest, KeysTheRequestDoesNotUseAreSkippedWhateverTheyHold) {
+  const PredictRequest request =
+      parse(R"({"meta": {"a": [1, 2.5, {"b": null}], "c": "d"}, "inputs": [[4, 5]], "version": 3})");
+  EXPECT_EQ(request.inputs.input_ids, (std::vector<int32_t>{4, 5}));
+}
+
+TEST_F(PredictJsonTest, ANameGivenTwiceIsAnErrorNotALastOneWins) {
+  // A document keeps one of two equal keys; a stream must not append both, so the reader refuses them.
+  expect_invalid(R"({"inputs": [[1]], "inputs": [[2]]})", {"\"inputs\" twice"});
+  expect_invalid(R"({"inputs": {"input_ids": [[1]], "input_ids": [[2]]}})", {"'input_ids' twice"});
+  expect_invalid(R"({"instances": [{"input_ids": [1], "input_ids": [2]}]})", {"instances[0]", "'input_ids' twice"});
+}
+
+TEST_F(PredictJsonTest, InstancesAreAllListsOrAllObjects) {
+  expect_invalid(R"({"instances": [[1, 2], {"input_ids": [3, 4]}]})", {"instances[1] is an object", "instances[0] is a list"});
+  expect_invalid(R"({"instances": [{"input_ids": [3, 4]}, [1, 2]]})", {"instances[1] is a list", "instances[0] is an object"});
+  expect_invalid(R"({"instances": [{"input_ids": 5}]})", {"instances[0].input_ids must be an array of integers, got number"});
+  expect_invalid(R"({"instances": [7]})", {"instances[0] must be an array of integers, got number"});
+}
+
+TEST_F(PredictJsonTest, ManyInputNamesStopTheReadAndLongNamesAreCutInErrors) {
+  std::string body = R"({"inputs": {)";
+  for (int i = 0; i < 9; ++i) body += (i ? "," : "") + std::string("\"x") + std::to_string(i) + "\": [[1]]";
+  expect_invalid(body + "}}", {"more than 8 inputs"});
+  const std::string long_name(100000, 'q');
+  try {
+    parse(R"({"signature_name": ")" + long_name + R"(", "inputs": [[1]]})");
+    ADD_FAILURE() << "an unknown signature was accepted";
+  } catch (const InvalidArgument& e) {
+    EXPECT_TRUE(Contains(e.what(), "unknown signature_name 'qqqq"));
+    EXPECT_LT(std::string(e.what()).size(), 200u);
+  }
+}
+
 TEST_F(PredictJsonTest, SelectOutputs) {
   const Signature& serving = metadata_.default_signature();
   const auto all = select_outputs(serving, {}, true);

@@ -423,9 +423,13 @@ TEST_F(RestServerTest, PunctuateRefusesWhatItCannotDo) {
   expect_error(post("/v1/models/nope:punctuate", R"({"text": "你好"})"), 404, "nope");
   expect_error(post("/v1/models/tiny:punctuate", json({{"texts", std::vector<std::string>(3, std::string(400000, 'a'))}}).dump()),
                400, "several requests");
-  // Many empty texts cost no text bytes but a document node each: parsing stops at the bound.
+  // Many empty texts cost no text bytes but a string each: reading stops at the 65537th.
   expect_error(post("/v1/models/tiny:punctuate", json({{"texts", std::vector<std::string>(70000, "")}}).dump()), 400,
-               "more than 65552 values");
+               "lists 65537 texts, more than the 65536");
+  expect_error(post("/v1/models/tiny:punctuate", R"({"text": "a", "text": "b"})"), 400, "\"text\" is given twice");
+  expect_error(post("/v1/models/tiny:punctuate", R"({"text": "a", "stride": "8"})"), 400, "\"stride\" must be a non-negative integer");
+  expect_error(post("/v1/models/tiny:punctuate", R"({"texts": ["a", ["b"]]})"), 400, "texts[1] is not a string");
+  expect_error(post("/v1/models/tiny:punctuate", R"({"text": "a", "labels": 1})"), 400, "\"labels\" must be true or false");
   expect_error(post("/v1/models/tiny:punctuate", json({{"texts", std::vector<std::string>(65537, "")}}).dump()), 400,
                "lists 65537 texts, more than the 65536");
 }
@@ -538,6 +542,37 @@ TEST_F(RestServerTest, IdleAndSlowConnectionsTakeNoThreadsAndStarveNoOne) {
   EXPECT_LT(thread_count(), threads_before + 20) << "connections took threads";
   for (const int fd : sockets)
     if (fd >= 0) ::close(fd);
+}
+
+TEST_F(RestServerTest, ConnectionsPastTheCapAreToldWhyWithA503) {
+  RestOptions options;
+  options.host = "127.0.0.1";
+  options.max_connections = 3;
+  RestServer capped(*models_, metrics_, options);
+  capped.start();
+  std::vector<int> held;
+  for (int i = 0; i < 3; ++i) held.push_back(connect_to(capped.port()));
+  const std::string request = "POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                              "Content-Length: " + std::to_string(kColumnRequest.size()) + "\r\n\r\n" + kColumnRequest;
+  const std::string refused = raw_exchange(capped.port(), request);
+  EXPECT_TRUE(Contains(refused, "HTTP/1.1 503")) << refused;
+  EXPECT_TRUE(Contains(refused, "Retry-After: 1")) << refused;
+  EXPECT_TRUE(Contains(refused, "limit of 3 open connections")) << refused;
+  // A held connection is served as usual, and once one closes a new client is too.
+  ::send(held[0], request.data(), request.size(), MSG_NOSIGNAL);
+  char buffer[64] = {};
+  EXPECT_GT(::recv(held[0], buffer, sizeof buffer - 1, 0), 0);
+  EXPECT_TRUE(Contains(buffer, "HTTP/1.1 200")) << buffer;
+  ::close(held[1]);
+  bool served = false;
+  for (int attempt = 0; attempt < 50 && !served; ++attempt) {  // the server notices the close on its next poll
+    served = Contains(raw_exchange(capped.port(), request), "HTTP/1.1 200");
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(served);
+  for (const int fd : held)
+    if (fd >= 0 && fd != held[1]) ::close(fd);
+  capped.stop();
 }
 
 TEST_F(RestServerTest, MetricsCountEveryModelRequest) {

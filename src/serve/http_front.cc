@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -33,6 +34,11 @@ constexpr size_t kConnectionMemoryBytes = 16 << 10;
 // A body declared this many times over the limit is refused before it is read, closing the connection; smaller
 // excess is read to its end (and dropped) so the client gets its 413 on a connection that stays usable.
 constexpr size_t kReadExcessFactor = 4;
+// Connections past max_connections still get a reply, 503 with Retry-After and then closed, up to this many more;
+// only beyond that does libmicrohttpd close new connections unanswered. A client then learns why it was refused.
+constexpr size_t kRefusedConnections = 256;
+// The socket context of a connection that arrived past the cap (any unique address would do).
+char over_capacity_marker;
 
 std::string header(MHD_Connection* connection, const char* name) {
   const char* value = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, name);
@@ -124,8 +130,11 @@ class HttpFront::Impl {
   static MHD_Result on_request(void* self, MHD_Connection* connection, const char* url, const char* method,
                                const char* version, const char* upload_data, size_t* upload_size, void** state);
   static void on_completed(void* self, MHD_Connection* connection, void** state, MHD_RequestTerminationCode why);
+  static void on_connection(void* self, MHD_Connection* connection, void** socket_context,
+                            MHD_ConnectionNotificationCode event);
 
   MHD_Result begin(MHD_Connection* connection, const char* url, const char* method, void** state);
+  MHD_Result refuse(MHD_Connection* connection, Exchange& exchange, std::string message);
   void finish_body(Exchange& exchange);
   void dispatch(MHD_Connection* connection, Exchange& exchange);
   MHD_Result send(MHD_Connection* connection, const HttpReply& reply);
@@ -140,6 +149,7 @@ class HttpFront::Impl {
   std::mutex active_mutex_;
   std::condition_variable active_done_;
   size_t active_ = 0;
+  std::atomic<size_t> open_connections_{0};
   std::mutex lifecycle_mutex_;
   bool started_ = false;
   bool stopped_ = false;
@@ -150,11 +160,12 @@ void HttpFront::Impl::start() {
   if (started_) throw Error("the REST server was already started");
   listen_fd_ = listen_on(options_.host, options_.port);
   port_ = bound_port(listen_fd_);
-  raise_descriptor_limit(options_.max_connections);
+  raise_descriptor_limit(options_.max_connections + kRefusedConnections);
   daemon_ = MHD_start_daemon(
       MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, nullptr, nullptr, &Impl::on_request, this,
       MHD_OPTION_LISTEN_SOCKET, listen_fd_, MHD_OPTION_THREAD_POOL_SIZE, kEventThreads,
-      MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(options_.max_connections),
+      MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(options_.max_connections + kRefusedConnections),
+      MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection, this,
       MHD_OPTION_CONNECTION_TIMEOUT, options_.idle_timeout_seconds,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemoryBytes,
       MHD_OPTION_NOTIFY_COMPLETED, &Impl::on_completed, this, MHD_OPTION_END);
@@ -222,12 +233,11 @@ MHD_Result HttpFront::Impl::begin(MHD_Connection* connection, const char* url, c
                                               options_.max_body_bytes);
   Exchange& ref = *exchange;
   *state = exchange.release();
-  if (stopping_) {
-    ref.reply.status = 503;
-    ref.reply.body = R"({"error":"the server is shutting down"})";
-    ref.stage = Exchange::Stage::answered;
-    return send(connection, ref.reply);
-  }
+  if (stopping_) return refuse(connection, ref, "the server is shutting down");
+  const MHD_ConnectionInfo* socket = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  if (socket != nullptr && socket->socket_context == &over_capacity_marker)
+    return refuse(connection, ref, "the server holds its limit of " + std::to_string(options_.max_connections) +
+                                       " open connections: retry later");
   const std::string declared = header(connection, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (!declared.empty() && std::strtoull(declared.c_str(), nullptr, 10) / kReadExcessFactor > options_.max_body_bytes) {
     ref.request.body_error = std::make_exception_ptr(
@@ -238,6 +248,25 @@ MHD_Result HttpFront::Impl::begin(MHD_Connection* connection, const char* url, c
     return send(connection, ref.reply);
   }
   return MHD_YES;
+}
+
+// 503 and close: the server cannot take this request now, but a later one (elsewhere, or here) may succeed.
+MHD_Result HttpFront::Impl::refuse(MHD_Connection* connection, Exchange& exchange, std::string message) {
+  exchange.reply.status = 503;
+  exchange.reply.body = nlohmann::json({{"error", std::move(message)}}).dump();
+  exchange.reply.headers = {{MHD_HTTP_HEADER_CONNECTION, "close"}, {MHD_HTTP_HEADER_RETRY_AFTER, "1"}};
+  exchange.stage = Exchange::Stage::answered;
+  return send(connection, exchange.reply);
+}
+
+void HttpFront::Impl::on_connection(void* self, MHD_Connection*, void** socket_context,
+                                    MHD_ConnectionNotificationCode event) {
+  Impl& impl = *static_cast<Impl*>(self);
+  if (event == MHD_CONNECTION_NOTIFY_STARTED) {
+    if (impl.open_connections_.fetch_add(1) >= impl.options_.max_connections) *socket_context = &over_capacity_marker;
+  } else if (event == MHD_CONNECTION_NOTIFY_CLOSED) {
+    impl.open_connections_.fetch_sub(1);
+  }
 }
 
 void HttpFront::Impl::finish_body(Exchange& exchange) {
@@ -300,7 +329,9 @@ MHD_Result HttpFront::Impl::send(MHD_Connection* connection, const HttpReply& re
   if (response == nullptr) return MHD_NO;
   MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, reply.content_type.c_str());
   for (const auto& [name, value] : reply.headers) MHD_add_response_header(response, name.c_str(), value.c_str());
-  if (stopping_) MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+  const bool closes = std::any_of(reply.headers.begin(), reply.headers.end(),
+                                  [](const auto& entry) { return entry.first == MHD_HTTP_HEADER_CONNECTION; });
+  if (stopping_ && !closes) MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
   const MHD_Result queued = MHD_queue_response(connection, static_cast<unsigned>(reply.status), response);
   MHD_destroy_response(response);
   return queued;

@@ -49,7 +49,7 @@ struct HttpFrontOptions {
   int port = 0;  // 0: any free port
   size_t max_body_bytes = 64 << 20;
   size_t request_threads = 1000;    // requests handled at once (started on demand); more wait in turn
-  size_t max_connections = 10000;   // open connections; more are closed at once
+  size_t max_connections = 10000;   // open connections served; up to 256 more get 503 and are closed
   unsigned idle_timeout_seconds = 30;  // a connection with no traffic for this long is closed
   // Runs on a request thread; what it throws becomes a 500.
   std::function<HttpReply(const HttpRequest&)> handle;

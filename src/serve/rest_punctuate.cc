@@ -1,5 +1,7 @@
 #include "serve/rest_punctuate.h"
 
+#include "serve/punctuate_request.h"
+
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -9,43 +11,12 @@
 #include "halfserve/serve/serving_error.h"
 #include "halfserve/text/punctuation.h"
 #include "halfserve/util/error.h"
-#include "halfserve/util/json_depth.h"
 
 namespace halfserve::rest {
 
 using nlohmann::json;
 
 namespace {
-
-// Text one request may hold (about 260 000 tokens of Chinese, the size of predict's largest batch): beyond it a
-// single request would hold the model for minutes. Longer documents go in several requests.
-constexpr size_t kMaxTextBytes = 1 << 20;
-// Texts one request may list: empty strings cost nothing in the byte budget above but a document node each.
-constexpr size_t kMaxTexts = 1 << 16;
-// The texts and a handful of options.
-constexpr size_t kMaxPunctuateJsonValues = kMaxTexts + 16;
-
-struct PunctuateRequest {
-  std::vector<std::string> texts;
-  bool single_text = false;  // "text" (reply "text") rather than "texts"
-  PunctuatorOptions options;
-  bool labels = false;
-  bool probabilities = false;
-  bool wants_tokens() const { return labels || probabilities; }
-};
-
-bool bool_field(const json& value, const std::string& key) {
-  if (!value.is_boolean()) throw InvalidArgument("\"" + key + "\" must be true or false");
-  return value.get<bool>();
-}
-
-int64_t count_field(const json& value, const std::string& key) {
-  // nlohmann reads non-negative integers as unsigned, negative ones as signed.
-  if (!value.is_number_unsigned()) throw InvalidArgument("\"" + key + "\" must be a non-negative integer (0: the model's default)");
-  if (value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int32_t>::max()))
-    throw InvalidArgument("\"" + key + "\" is too large");
-  return value.get<int64_t>();
-}
 
 // The float's shortest round-trip text read back as a double, so the reply shows 0.25 rather than 0.2500000037…
 // and parsing it back gives the exact float (as predict replies do).
@@ -56,67 +27,6 @@ json float_value(float value) {
   double shortest = 0;
   std::from_chars(buffer, written.ptr, shortest);
   return shortest;
-}
-
-std::vector<std::string> text_list(const json& value) {
-  if (!value.is_array()) throw InvalidArgument("\"texts\" must be a list of strings");
-  if (value.size() > kMaxTexts)
-    throw InvalidArgument("\"texts\" lists " + std::to_string(value.size()) + " texts, more than the " +
-                          std::to_string(kMaxTexts) + " one request may hold: send them in several requests");
-  std::vector<std::string> texts;
-  texts.reserve(value.size());
-  for (size_t i = 0; i < value.size(); ++i) {
-    if (!value[i].is_string()) throw InvalidArgument("texts[" + std::to_string(i) + "] is not a string");
-    texts.push_back(value[i].get<std::string>());
-  }
-  return texts;
-}
-
-PunctuateRequest parse_request(std::string_view body) {
-  json document;
-  try {
-    document = parse_bounded_json(body, "request", kMaxPunctuateJsonValues);  // rejects invalid UTF-8 in strings
-  } catch (const json::exception& e) {
-    throw InvalidArgument(std::string("malformed JSON request: ") + e.what());
-  } catch (const Error& e) {  // well-formed so far, but past a bound (nesting, value count)
-    throw InvalidArgument(std::string("request refused: ") + e.what());
-  }
-  if (!document.is_object()) throw InvalidArgument("request must be a JSON object with \"text\" or \"texts\"");
-  PunctuateRequest request;
-  bool has_text = false, has_texts = false;
-  for (const auto& [key, value] : document.items()) {
-    if (key == "text") {
-      if (!value.is_string()) throw InvalidArgument("\"text\" must be a string");
-      request.texts = {value.get<std::string>()};
-      has_text = true;
-    } else if (key == "texts") {
-      request.texts = text_list(value);
-      has_texts = true;
-    } else if (key == "keep_existing") {
-      request.options.keep_existing = bool_field(value, key);
-    } else if (key == "window") {
-      request.options.window = count_field(value, key);
-    } else if (key == "stride") {
-      request.options.stride = count_field(value, key);
-    } else if (key == "labels") {
-      request.labels = bool_field(value, key);
-    } else if (key == "probabilities") {
-      request.probabilities = bool_field(value, key);
-    } else {
-      // Rejected rather than ignored, so a misspelt option does not silently do nothing.
-      throw InvalidArgument("unknown field \"" + key +
-                            "\" (fields: text, texts, keep_existing, window, stride, labels, probabilities)");
-    }
-  }
-  if (has_text == has_texts)
-    throw InvalidArgument(has_text ? "request has both \"text\" and \"texts\"; send one" : "request has neither \"text\" nor \"texts\"");
-  request.single_text = has_text;
-  size_t bytes = 0;
-  for (const std::string& text : request.texts) bytes += text.size();
-  if (bytes > kMaxTextBytes)
-    throw InvalidArgument("the texts hold " + std::to_string(bytes) + " bytes, more than the " +
-                          std::to_string(kMaxTextBytes) + " one request may hold: send them in several requests");
-  return request;
 }
 
 // The probabilities of every window the punctuator ran, keyed by the window's content ids ([CLS] and [SEP] left
@@ -254,7 +164,7 @@ std::string punctuate_json(std::string_view body, const ModelMetadata& metadata,
     throw ServingError(ServingCode::failed_precondition, "this model has no vocabulary: it cannot tokenize text to punctuate");
   if (!metadata.has_head())
     throw ServingError(ServingCode::failed_precondition, "this model has no token classification head: it cannot punctuate");
-  const PunctuateRequest request = parse_request(body);
+  const PunctuateRequest request = parse_punctuate_request(body);
   const size_t num_labels = metadata.labels.size();
   WindowProbabilities recorded(num_labels);
   Punctuator punctuator(metadata, std::move(tokenizer), request.probabilities ? recorded.recording(run) : run,

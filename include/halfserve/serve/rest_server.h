@@ -18,7 +18,8 @@ struct RestOptions {
   // more wait in turn. 0: up to 1000, started on demand. Connections are not threads: idle and slow ones cost a
   // descriptor on the event loop (docs/reliability.md).
   int threads = 0;
-  // Open connections at most; more are closed at once (the process's descriptor limit is raised to fit).
+  // Open connections served at most. Up to 256 more are answered 503 (Retry-After: 1) and closed; beyond that a
+  // connection is closed unanswered. The process's descriptor limit is raised to fit.
   size_t max_connections = 10000;
   // How long a connection may stay silent: an idle keep-alive, or a client sending nothing more of its request.
   int keep_alive_seconds = 30;
