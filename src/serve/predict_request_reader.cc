@@ -13,6 +13,7 @@
 #include "halfserve/serve/predict_json.h"
 #include "halfserve/util/error.h"
 #include "halfserve/util/json_depth.h"
+#include "serve/named_inputs.h"
 
 namespace halfserve {
 namespace {
@@ -28,12 +29,8 @@ constexpr size_t kMaxInputNames = 8;
 // How much of a bad value an error message quotes.
 constexpr size_t kMaxQuotedBytes = 64;
 
-// One input's values, row after row.
-struct Column {
-  std::optional<std::string> name;  // nullopt: the bare forms' ids, named after the signature once it is known
-  int64_t rows = 0, cols = 0;
-  std::vector<int32_t> values;
-};
+// One input's values, row after row (no name: the bare forms' ids, named after the signature once it is known).
+using Column = NamedInput;
 
 // A JSON value that is not an array or object, as SAX hands it over.
 struct Scalar {
@@ -130,7 +127,7 @@ class PredictBodyReader {
   size_t add_column(std::optional<std::string> name) {
     if (columns_.size() == kMaxInputNames)
       throw InvalidArgument("request names more than " + std::to_string(kMaxInputNames) + " inputs");
-    columns_.push_back(Column{std::move(name), 0, 0, {}});
+    columns_.push_back(Column{std::move(name), {}});
     return columns_.size() - 1;
   }
 
@@ -211,7 +208,7 @@ class PredictBodyReader {
     const int64_t number = *value.integer;
     if (number < std::numeric_limits<int32_t>::min() || number > std::numeric_limits<int32_t>::max())
       throw InvalidArgument(where + " = " + value.text + " is out of int32 range");
-    columns_[row.column].values.push_back(static_cast<int32_t>(number));
+    columns_[row.column].matrix.values.push_back(static_cast<int32_t>(number));
     ++row.index;
     return true;
   }
@@ -297,15 +294,16 @@ class PredictBodyReader {
   }
 
   void end_row(Column& column) {
-    const int64_t count = static_cast<int64_t>(column.values.size()) - column.rows * column.cols;
-    if (column.rows == 0) {
-      column.cols = count;
-    } else if (count != column.cols) {
-      throw InvalidArgument(column_name(column) + " is ragged: row " + std::to_string(column.rows) + " has " +
-                            std::to_string(count) + " values, row 0 has " + std::to_string(column.cols) +
+    IntMatrix& matrix = column.matrix;
+    const int64_t count = static_cast<int64_t>(matrix.values.size()) - matrix.rows * matrix.cols;
+    if (matrix.rows == 0) {
+      matrix.cols = count;
+    } else if (count != matrix.cols) {
+      throw InvalidArgument(column_name(column) + " is ragged: row " + std::to_string(matrix.rows) + " has " +
+                            std::to_string(count) + " values, row 0 has " + std::to_string(matrix.cols) +
                             " (pad rows to one length and mask the padding)");
     }
-    ++column.rows;
+    ++matrix.rows;
   }
 
   static InvalidArgument not_an_object() {
@@ -325,14 +323,6 @@ class PredictBodyReader {
   size_t values_ = 0;
 };
 
-std::string known_inputs(const Signature& signature) {
-  std::string names;
-  for (const auto& [name, role] : signature.inputs) names += (names.empty() ? "" : ", ") + name;
-  return names;
-}
-
-std::string dims(int64_t rows, int64_t cols) { return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]"; }
-
 PredictRequest PredictBodyReader::finish(const ModelMetadata& metadata) {
   const bool has_inputs = seen_keys_.count("inputs") > 0, has_instances = seen_keys_.count("instances") > 0;
   if (!has_inputs && !has_instances) throw InvalidArgument("request has neither \"instances\" nor \"inputs\"");
@@ -343,35 +333,7 @@ PredictRequest PredictBodyReader::finish(const ModelMetadata& metadata) {
     if (signature_name_) throw InvalidArgument("unknown signature_name '" + shortened(*signature_name_) + "'");
     request.signature = &metadata.default_signature();
   }
-  const Signature& signature = *request.signature;
-  const std::string ids_name = *signature.input_name(InputRole::input_ids);
-  Column* by_role[3] = {nullptr, nullptr, nullptr};
-  for (Column& column : columns_) {
-    const auto role = column.name ? signature.input_role(*column.name) : std::optional(InputRole::input_ids);
-    if (!role)
-      throw InvalidArgument("input '" + *column.name + "' is not an input of signature '" + signature.name +
-                            "' (inputs: " + known_inputs(signature) + ")");
-    by_role[static_cast<size_t>(*role)] = &column;
-  }
-  const Column* ids = by_role[static_cast<size_t>(InputRole::input_ids)];
-  if (ids == nullptr) throw InvalidArgument("request has no '" + ids_name + "' input");
-  // Compare shapes, not value counts: a [2, 2] mask must not pass for [1, 4] ids.
-  for (const InputRole role : {InputRole::attention_mask, InputRole::token_type_ids}) {
-    const Column* column = by_role[static_cast<size_t>(role)];
-    if (column && (column->rows != ids->rows || column->cols != ids->cols))
-      throw InvalidArgument("'" + signature.input_name(role).value_or(std::string(input_role_name(role))) + "' " +
-                            dims(column->rows, column->cols) + " does not have the shape of '" + ids_name + "' " +
-                            dims(ids->rows, ids->cols));
-  }
-  request.inputs.batch = ids->rows;
-  request.inputs.length = ids->cols;
-  auto take = [&](InputRole role) {
-    Column* column = by_role[static_cast<size_t>(role)];
-    return column ? std::move(column->values) : std::vector<int32_t>{};
-  };
-  request.inputs.input_ids = take(InputRole::input_ids);
-  request.inputs.attention_mask = take(InputRole::attention_mask);
-  request.inputs.token_type_ids = take(InputRole::token_type_ids);
+  request.inputs = assemble_input_batch(std::move(columns_), *request.signature);
   return request;
 }
 

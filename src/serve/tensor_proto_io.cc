@@ -95,12 +95,6 @@ std::vector<int32_t> decode_typed(const Field& field, int64_t rows, int64_t cols
   return values;
 }
 
-std::string input_names(const Signature& signature) {
-  std::string names;
-  for (const auto& [name, role] : signature.inputs) names += (names.empty() ? "" : ", ") + name;
-  return names;
-}
-
 int64_t output_width(OutputRole role, int64_t num_labels, int64_t hidden_size) {
   switch (role) {
     case OutputRole::logits:
@@ -153,41 +147,14 @@ IntMatrix read_int_matrix(const TensorProto& tensor, const std::string& name) {
 
 InputBatch read_input_batch(const google::protobuf::Map<std::string, TensorProto>& inputs, const Signature& signature) {
   // Sorted, so that a request with several problems always names the same one.
-  const std::map<std::string, const TensorProto*> sorted = [&] {
-    std::map<std::string, const TensorProto*> result;
-    for (const auto& [name, tensor] : inputs) result.emplace(name, &tensor);
-    return result;
-  }();
-  std::array<std::optional<IntMatrix>, 3> by_role;  // indexed by InputRole
+  std::map<std::string, const TensorProto*> sorted;
+  for (const auto& [name, tensor] : inputs) sorted.emplace(name, &tensor);
+  std::vector<NamedInput> named;
   for (const auto& [name, tensor] : sorted) {
-    const auto role = signature.input_role(name);
-    if (!role)
-      throw InvalidArgument("input '" + name + "' is not an input of signature '" + signature.name + "' (inputs: " +
-                            input_names(signature) + ")");
-    by_role[static_cast<size_t>(*role)] = read_int_matrix(*tensor, name);
+    input_role_of(signature, name);  // an unknown name is named before its tensor is read
+    named.push_back({name, read_int_matrix(*tensor, name)});
   }
-  const auto name_of = [&](InputRole role) {
-    return signature.input_name(role).value_or(std::string(input_role_name(role)));
-  };
-  auto& ids = by_role[static_cast<size_t>(InputRole::input_ids)];
-  if (!ids)
-    throw InvalidArgument("request has no '" + name_of(InputRole::input_ids) + "' input (signature '" + signature.name +
-                          "' inputs: " + input_names(signature) + ")");
-  InputBatch batch;
-  batch.batch = ids->rows;
-  batch.length = ids->cols;
-  batch.input_ids = std::move(ids->values);
-  // Compare shapes, not value counts: a [2, 2] mask must not pass for [1, 4] ids.
-  for (const InputRole role : {InputRole::attention_mask, InputRole::token_type_ids}) {
-    auto& matrix = by_role[static_cast<size_t>(role)];
-    if (!matrix) continue;
-    if (matrix->rows != batch.batch || matrix->cols != batch.length)
-      throw InvalidArgument("input '" + name_of(role) + "' " + dims_text(matrix->rows, matrix->cols) +
-                            " does not have the shape of '" + name_of(InputRole::input_ids) + "' " +
-                            dims_text(batch.batch, batch.length));
-    (role == InputRole::attention_mask ? batch.attention_mask : batch.token_type_ids) = std::move(matrix->values);
-  }
-  return batch;
+  return assemble_input_batch(std::move(named), signature);
 }
 
 void write_output_tensor(const OutputBatch& outputs, OutputRole role, int64_t num_labels, int64_t hidden_size,

@@ -6,6 +6,7 @@
 
 #include "halfserve/engine/bert_model.h"
 #include "halfserve/format/model_metadata.h"
+#include "serve/named_inputs.h"
 #include "tensorflow/core/framework/tensor.pb.h"
 #include "tensorflow/core/protobuf/meta_graph.pb.h"
 
@@ -13,13 +14,6 @@
 
 // TensorProto <-> the engine's batches, for TF Serving's gRPC Predict.
 namespace halfserve {
-
-// An integer input the way the engine takes it: row-major [rows, cols].
-struct IntMatrix {
-  int64_t rows = 0;
-  int64_t cols = 0;
-  std::vector<int32_t> values;
-};
 
 // Reads a rank-2 DT_INT32 or DT_INT64 tensor, from its typed values (int_val / int64_val) or its little-endian
 // tensor_content (which wins when set, as in TensorFlow). Throws InvalidArgument naming `name` for another
