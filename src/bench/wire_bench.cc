@@ -15,7 +15,7 @@
 #include <thread>
 
 #include "halfserve/bench/latency_grid.h"
-#include "halfserve/serve/serving_error.h"
+#include "halfserve/util/status_code.h"
 #include "halfserve/util/error.h"
 #include "tensorflow_serving/apis/prediction_service.grpc.pb.h"
 

@@ -14,7 +14,6 @@ using json = nlohmann::ordered_json;
 
 namespace {
 
-constexpr const char* kVersionKey = "halfserve.format_version";
 constexpr const char* kArchitectureKey = "halfserve.architecture";
 constexpr const char* kLabelsKey = "halfserve.labels";
 constexpr const char* kTokenizerKey = "halfserve.tokenizer";
@@ -233,7 +232,7 @@ namespace {
 std::map<std::string, std::string> metadata_strings(const ModelMetadata& m) {
   std::map<std::string, std::string> strings;
   strings["format"] = "pt";  // lets transformers' safetensors loader accept the file as a PyTorch state dict
-  strings[kVersionKey] = std::to_string(kModelFormatVersion);
+  strings[kModelFormatVersionKey] = std::to_string(kModelFormatVersion);
 
   const BertConfig& c = m.config;
   strings[kArchitectureKey] = json{{"model_type", "bert"},
@@ -292,9 +291,9 @@ std::map<std::string, std::string> metadata_strings(const ModelMetadata& m) {
 
 ModelMetadata metadata_from_strings(const std::map<std::string, std::string>& strings) {
   ModelMetadata m;
-  const auto version = strings.find(kVersionKey);
+  const auto version = strings.find(kModelFormatVersionKey);
   if (version == strings.end())
-    throw Error(std::string("metadata key '") + kVersionKey + "' is missing (not a halfserve frozen file?)");
+    throw Error(std::string("metadata key '") + kModelFormatVersionKey + "' is missing (not a halfserve frozen file?)");
   if (version->second != std::to_string(kModelFormatVersion))
     throw Error("unsupported frozen file format version '" + version->second + "' (this build reads version " +
                 std::to_string(kModelFormatVersion) + ")");

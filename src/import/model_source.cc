@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "halfserve/format/model_metadata.h"
 #include "halfserve/format/safetensors.h"
 #include "halfserve/import/safetensors_source.h"
 #include "halfserve/import/tf_checkpoint.h"
@@ -45,7 +46,7 @@ bool looks_like_safetensors(const std::string& path) {
 
 bool has_halfserve_metadata(const std::string& path) {
   try {
-    return read_safetensors(path).metadata.count("halfserve.format_version") != 0;
+    return read_safetensors(path).metadata.count(kModelFormatVersionKey) != 0;
   } catch (const Error&) {
     return false;
   }

@@ -120,6 +120,8 @@ struct ModelMetadata {
 };
 
 inline constexpr int kModelFormatVersion = 1;
+// The metadata key holding kModelFormatVersion: its presence marks a halfserve frozen file.
+inline constexpr const char* kModelFormatVersionKey = "halfserve.format_version";
 
 // The safetensors "__metadata__" entries (all strings, so every safetensors reader accepts them).
 std::map<std::string, std::string> metadata_to_strings(const ModelMetadata& metadata);
