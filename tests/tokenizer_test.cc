@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "halfserve/format/frozen_model.h"
-#include "halfserve/text/vocabulary.h"
+#include "halfserve/format/vocabulary.h"
 #include "halfserve/util/error.h"
 #include "test_support.h"
 

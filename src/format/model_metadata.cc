@@ -5,6 +5,7 @@
 #include <utf8proc.h>
 
 #include "halfserve/util/error.h"
+#include "halfserve/util/utf8.h"
 #include "halfserve/util/json_depth.h"
 
 namespace halfserve {
@@ -102,13 +103,11 @@ bool is_punctuation_codepoint(utf8proc_int32_t codepoint) {
 
 bool is_all_punctuation(const std::string& text) {
   if (text.empty()) return false;
-  const auto* bytes = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
-  utf8proc_ssize_t offset = 0;
-  while (offset < static_cast<utf8proc_ssize_t>(text.size())) {
-    utf8proc_int32_t codepoint = 0;
-    const auto length = utf8proc_iterate(bytes + offset, static_cast<utf8proc_ssize_t>(text.size()) - offset, &codepoint);
-    if (length <= 0 || !is_punctuation_codepoint(codepoint)) return false;
-    offset += length;
+  for (size_t at = 0; at < text.size();) {
+    char32_t codepoint = 0;
+    const size_t length = decode_utf8(text, at, codepoint);
+    if (length == 0 || !is_punctuation_codepoint(static_cast<utf8proc_int32_t>(codepoint))) return false;
+    at += length;
   }
   return true;
 }

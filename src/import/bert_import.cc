@@ -7,7 +7,7 @@
 #include <set>
 
 #include "halfserve/format/bert_tensors.h"
-#include "halfserve/text/vocabulary.h"
+#include "halfserve/format/vocabulary.h"
 #include "halfserve/util/error.h"
 #include "halfserve/version.h"
 #include "import/model_config.h"

@@ -6,7 +6,7 @@
 #include "halfserve/util/error.h"
 #include "halfserve/util/json_depth.h"
 #include "halfserve/util/mapped_file.h"
-#include "halfserve/text/vocabulary.h"
+#include "halfserve/format/vocabulary.h"
 
 namespace halfserve {
 

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <utf8proc.h>
 
+#include "halfserve/util/utf8.h"
+
 namespace halfserve {
 
 namespace {
@@ -12,15 +14,6 @@ constexpr std::u32string_view kCommonMarks = U"，。？！、；：,.?!;:";
 bool is_ascii_alnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
 
 }  // namespace
-
-size_t decode_utf8(std::string_view text, size_t at, char32_t& codepoint) {
-  utf8proc_int32_t value = 0;
-  const auto length = utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(text.data()) + at,
-                                       static_cast<utf8proc_ssize_t>(text.size() - at), &value);
-  if (length <= 0) return 0;
-  codepoint = static_cast<char32_t>(value);
-  return static_cast<size_t>(length);
-}
 
 MarkSet::MarkSet(const std::vector<Label>& labels) : marks_(kCommonMarks.begin(), kCommonMarks.end()) {
   for (const auto& label : labels) {

@@ -77,19 +77,13 @@ TrackedText decode_utf8(std::string_view utf8) {
       ++offset;
       continue;
     }
-    utf8proc_int32_t code = 0;
-    const utf8proc_ssize_t length = utf8proc_iterate(bytes + offset, size - offset, &code);
-    if (length <= 0) throw InvalidArgument("invalid UTF-8 at byte " + std::to_string(offset));
-    text.push_back({static_cast<char32_t>(code), static_cast<size_t>(offset), static_cast<size_t>(offset + length)});
+    char32_t code = 0;
+    const auto length = static_cast<utf8proc_ssize_t>(halfserve::decode_utf8(utf8, static_cast<size_t>(offset), code));
+    if (length == 0) throw InvalidArgument("invalid UTF-8 at byte " + std::to_string(offset));
+    text.push_back({code, static_cast<size_t>(offset), static_cast<size_t>(offset + length)});
     offset += length;
   }
   return text;
-}
-
-void append_utf8(char32_t code, std::string& out) {
-  utf8proc_uint8_t bytes[4];
-  const utf8proc_ssize_t length = utf8proc_encode_char(static_cast<utf8proc_int32_t>(code), bytes);
-  out.append(reinterpret_cast<const char*>(bytes), static_cast<size_t>(length));
 }
 
 std::string encode_utf8(const TrackedChar* first, const TrackedChar* last) {

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "halfserve/util/utf8.h"
+
 namespace halfserve::unicode {
 
 // A code point of (normalised) text and the bytes [begin, end) of the original text it stands for. A code point
@@ -20,7 +22,7 @@ using TrackedText = std::vector<TrackedChar>;
 
 // Throws InvalidArgument naming the byte offset of the first ill-formed sequence.
 TrackedText decode_utf8(std::string_view utf8);
-void append_utf8(char32_t code, std::string& out);
+using halfserve::append_utf8;
 std::string encode_utf8(const TrackedChar* first, const TrackedChar* last);
 
 // The Unicode general category, as utf8proc_category_t.

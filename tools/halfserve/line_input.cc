@@ -3,9 +3,8 @@
 #include <fstream>
 #include <iostream>
 
-#include "halfserve/text/punctuation.h"
-#include "halfserve/text/vocabulary.h"
 #include "halfserve/util/error.h"
+#include "halfserve/util/utf8.h"
 
 namespace halfserve::cli {
 
@@ -39,23 +38,6 @@ std::optional<std::string> LineInput::next() {
     line = replace_invalid_utf8(line);
   }
   return line;
-}
-
-std::string replace_invalid_utf8(std::string_view text) {
-  std::string result;
-  result.reserve(text.size());
-  for (size_t at = 0; at < text.size();) {
-    char32_t codepoint = 0;
-    const size_t length = decode_utf8(text, at, codepoint);
-    if (length == 0) {
-      result.append("\xEF\xBF\xBD");
-      ++at;
-    } else {
-      result.append(text.substr(at, length));
-      at += length;
-    }
-  }
-  return result;
 }
 
 }  // namespace halfserve::cli

@@ -25,7 +25,4 @@ class LineInput {
   std::string source_;
 };
 
-// `text` with every invalid UTF-8 byte replaced by U+FFFD.
-std::string replace_invalid_utf8(std::string_view text);
-
 }  // namespace halfserve::cli

@@ -5,7 +5,7 @@
 #include "commands.h"
 #include "halfserve/format/frozen_model.h"
 #include "halfserve/text/tokenizer.h"
-#include "halfserve/text/vocabulary.h"
+#include "halfserve/format/vocabulary.h"
 #include "halfserve/util/error.h"
 
 namespace halfserve::cli {

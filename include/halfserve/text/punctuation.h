@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "halfserve/format/model_metadata.h"
+#include "halfserve/util/utf8.h"
 
 // Punctuation marks in text: which characters count as marks, removing them, and reading where a reference text
 // puts them.
@@ -36,8 +37,5 @@ struct ReferenceMarks {
   std::vector<std::pair<size_t, std::string>> marks_after;  // (clean offset, marks), increasing offsets
 };
 ReferenceMarks read_reference_marks(std::string_view reference, const MarkSet& marks);
-
-// Decodes UTF-8 one code point at a time; returns the number of bytes used, 0 at an invalid sequence.
-size_t decode_utf8(std::string_view text, size_t at, char32_t& codepoint);
 
 }  // namespace halfserve
