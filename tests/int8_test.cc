@@ -8,7 +8,7 @@
 #include <random>
 #include <thread>
 
-#include "halfserve/convert/precision_cast.h"
+#include "halfserve/engine/precision_cast.h"
 #include "halfserve/engine/bert_model.h"
 #include "halfserve/format/bert_tensors.h"
 #include "halfserve/format/safetensors.h"

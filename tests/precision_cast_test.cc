@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "halfserve/convert/precision_cast.h"
+#include "halfserve/engine/precision_cast.h"
 #include "halfserve/format/bert_tensors.h"
 #include "halfserve/import/model_source.h"
 #include "halfserve/synth/synth_model.h"

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "halfserve/bench/peers.h"
+#include "halfserve/bench/gemm_series.h"
 #include "halfserve/util/error.h"
 
 namespace halfserve {
@@ -114,10 +114,11 @@ BenchReport run_bench(const FrozenModel& model, const std::string& model_path, c
                                                   options.grid, inputs));
         continue;
       }
+      if (!options.run_peer) throw Error("peer " + peer + ": no peer runner was given (halfserve bench runs them)");
       std::vector<std::string> asked = precision_names;
       // Peers with an int8 path report it even when halfserve's own int8 is not timed.
       if (std::find(asked.begin(), asked.end(), "int8") == asked.end()) asked.emplace_back("int8");
-      for (auto& series : run_python_peer(peer, model_path, asked, options.grid, inputs)) {
+      for (auto& series : options.run_peer(peer, model_path, asked, options.grid, inputs)) {
         const GridSeries* reference = find_series(report, "halfserve", series.precision);
         if (reference == nullptr) reference = find_series(report, "halfserve", "fp32");
         if (reference != nullptr && !series.check_labels.empty() && !reference->check_labels.empty())

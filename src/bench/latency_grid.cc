@@ -6,7 +6,7 @@
 #include <fstream>
 #include <thread>
 
-#include "halfserve/convert/precision_cast.h"
+#include "halfserve/engine/precision_cast.h"
 #include "halfserve/util/error.h"
 
 namespace halfserve {

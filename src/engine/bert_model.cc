@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "halfserve/convert/precision_cast.h"
+#include "halfserve/engine/precision_cast.h"
 #include "halfserve/format/bert_tensors.h"
 #include "halfserve/util/error.h"
 

@@ -1,4 +1,4 @@
-"""The bench's peers against halfserve: builds a tiny synthetic model, asks every peer (src/bench/peers/run_peer.py)
+"""The bench's peers against halfserve: builds a tiny synthetic model, asks every peer (tools/halfserve/peers/run_peer.py)
 to time two cells and label a ragged check batch, checks RESULT.json's shape, and compares the labels with
 `halfserve predict` on the same ids and mask: equal in fp32, at least 95 % equal in reduced precisions (on the
 unpadded positions; padded ones are the peer's business). Also checks the "packages missing" exit code.
@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUN_PEER = os.path.join(ROOT, "src", "bench", "peers", "run_peer.py")
+RUN_PEER = os.path.join(ROOT, "tools", "halfserve", "peers", "run_peer.py")
 ENVIRONMENT_OF = {"torch": "peers", "onnxruntime": "peers", "openvino": "peers", "ctranslate2": "peers",
                   "tensorflow": "tf"}
 # What must run on any x86 CPU; other precisions may be skipped (with a reason) where the hardware lacks them.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bench's peers (src/bench/peers/run_peer.py): every peer framework runs a tiny synthetic model on the same
+# The bench's peers (tools/halfserve/peers/run_peer.py): every peer framework runs a tiny synthetic model on the same
 # inputs as `halfserve predict` and must give its labels. PyTorch, ONNX Runtime, OpenVINO and CTranslate2 come from
 # the peers venv, TensorFlow from the tf venv (scripts/python-env.sh); a peer whose venv cannot be created from PyPI
 # is left out with a message, and the test is skipped (77) when neither can; under CI each must install.

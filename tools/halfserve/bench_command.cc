@@ -9,6 +9,7 @@
 #include "halfserve/bench/wire_bench.h"
 #include "halfserve/engine/device.h"
 #include "halfserve/util/error.h"
+#include "python_peers.h"
 #include "halfserve/util/mapped_file.h"
 
 namespace halfserve::cli {
@@ -124,6 +125,7 @@ void add_bench_command(CLI::App& app, Action& run) {
     options.grid.max_repetitions = std::max(flags->max_repetitions, flags->min_repetitions);
     options.grid.ragged = flags->ragged;
     options.peers = flags->peers;
+    options.run_peer = run_python_peer;
     run = [flags, options]() mutable {
       options.grid.engine = flags->engine.options();
       if (options.grid.engine.threads == 0) options.grid.engine.threads = default_cpu_threads();

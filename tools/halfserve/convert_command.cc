@@ -3,7 +3,7 @@
 
 #include "cli_options.h"
 #include "commands.h"
-#include "halfserve/convert/precision_cast.h"
+#include "halfserve/engine/precision_cast.h"
 #include "halfserve/import/model_source.h"
 
 namespace halfserve::cli {

@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "halfserve/convert/precision_cast.h"
+#include "halfserve/engine/precision_cast.h"
 #include "halfserve/format/frozen_model.h"
 #include "halfserve/import/model_source.h"
 #include "halfserve/import/tf_graph.h"

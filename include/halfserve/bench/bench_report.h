@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,12 @@ struct BenchOptions {
   // Peers timed in the same run: gemm (oneDNN GEMMs of the model's shapes only), torch, onnxruntime, openvino,
   // ctranslate2, tensorflow (Python, in the virtual environments scripts/python-env.sh creates).
   std::vector<std::string> peers;
+  // Runs a peer other than gemm (the CLI gives one that starts the Python peers; the library starts nothing):
+  // (peer, model path, precision names, grid options, inputs) -> one series per precision. Unset: such peers are
+  // noted as unavailable.
+  std::function<std::vector<GridSeries>(const std::string&, const std::string&, const std::vector<std::string>&,
+                                        const GridOptions&, const GridInputs&)>
+      run_peer;
 };
 
 struct BenchReport {

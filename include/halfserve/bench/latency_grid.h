@@ -9,7 +9,7 @@
 #include "halfserve/engine/bert_model.h"
 #include "halfserve/format/frozen_model.h"
 
-// The in-process latency grid: batch × length cells timed for halfserve (and, through bench/peers.h, for the
+// The in-process latency grid: batch × length cells timed for halfserve (and, through BenchOptions::run_peer, for the
 // frameworks users would otherwise run), as one report.
 namespace halfserve {
 

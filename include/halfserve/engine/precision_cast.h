@@ -5,6 +5,8 @@
 
 #include "halfserve/format/frozen_model.h"
 
+// The precision cast lives in the engine: the engine runs a file at another precision than it was written in
+// (`--precision`) by casting it at load, and `halfserve convert` writes the same cast to a file.
 namespace halfserve {
 
 struct CastOptions {

@@ -1,4 +1,4 @@
-#include "halfserve/convert/precision_cast.h"
+#include "halfserve/engine/precision_cast.h"
 
 #include <algorithm>
 #include <cmath>
