@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "halfserve/util/error.h"
+#include "import/tf_tensor_proto.h"
 #include "halfserve/util/mapped_file.h"
 #include "import/crc32c.h"
 #include "tensorflow/core/protobuf/tensor_bundle.pb.h"
@@ -256,27 +257,6 @@ struct BundleIndex {
   std::vector<std::string> notes;
 };
 
-std::optional<DType> numeric_dtype(tensorflow::DataType dtype) {
-  switch (dtype) {
-    case tensorflow::DT_FLOAT: case tensorflow::DT_FLOAT_REF: return DType::f32;
-    case tensorflow::DT_HALF: case tensorflow::DT_HALF_REF: return DType::f16;
-    case tensorflow::DT_BFLOAT16: case tensorflow::DT_BFLOAT16_REF: return DType::bf16;
-    case tensorflow::DT_DOUBLE: case tensorflow::DT_DOUBLE_REF: return DType::f64;
-    case tensorflow::DT_INT32: case tensorflow::DT_INT32_REF: return DType::i32;
-    case tensorflow::DT_INT64: case tensorflow::DT_INT64_REF: return DType::i64;
-    case tensorflow::DT_INT16: return DType::i16;
-    case tensorflow::DT_INT8: return DType::i8;
-    case tensorflow::DT_UINT8: return DType::u8;
-    case tensorflow::DT_BOOL: return DType::boolean;
-    default: return std::nullopt;
-  }
-}
-
-std::string tf_dtype_name(tensorflow::DataType dtype) {
-  const std::string& name = tensorflow::DataType_Name(dtype);
-  return name.empty() ? "data type " + std::to_string(static_cast<int>(dtype)) : name;
-}
-
 void parse_header(const std::string& index_path, const TableEntries& table, BundleIndex& index) {
   if (table.empty() || !table.front().first.empty())
     fail_index(index_path, "has no bundle header (the entry with the empty key)");
@@ -325,7 +305,7 @@ void add_entry(const std::string& index_path, const std::string& name, const std
                           " slices (saved with a variable partitioner); halfserve reads whole tensors only";
     return;
   }
-  const auto dtype = numeric_dtype(proto.dtype());
+  const auto dtype = dtype_from_tf(proto.dtype());
   if (!dtype) {
     index.skipped[name] = proto.dtype() == tensorflow::DT_STRING
                               ? "DT_STRING tensor is not numeric"

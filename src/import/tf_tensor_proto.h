@@ -10,7 +10,8 @@
 
 namespace halfserve {
 
-// halfserve's dtype for a TF DataType; nullopt for types it does not read (strings, resources, complex).
+// halfserve's dtype for a TF DataType, reference types (TF1 variables, DT_FLOAT_REF...) as their base type; nullopt for
+// types it does not read (strings, resources, complex). The one map every TF reader (checkpoint, graph, gRPC) uses.
 std::optional<DType> dtype_from_tf(tensorflow::DataType type);
 std::string tf_dtype_name(tensorflow::DataType type);  // "DT_FLOAT"
 

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "halfserve/util/error.h"
+#include "import/tf_tensor_proto.h"
 
 namespace halfserve {
 
@@ -35,11 +36,6 @@ void store_little_endian(T value, char* bytes) {
   auto raw = std::bit_cast<std::array<char, sizeof(T)>>(value);
   if constexpr (std::endian::native == std::endian::big) std::reverse(raw.begin(), raw.end());
   std::memcpy(bytes, raw.data(), sizeof(T));
-}
-
-std::string dtype_name(DataType dtype) {
-  const std::string& name = tensorflow::DataType_Name(dtype);
-  return name.empty() ? "dtype " + std::to_string(static_cast<int>(dtype)) : name;
 }
 
 std::string dims_text(int64_t rows, int64_t cols) { return "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]"; }
@@ -140,7 +136,7 @@ IntMatrix read_int_matrix(const TensorProto& tensor, const std::string& name) {
                                   : decode_typed(tensor.int64_val(), rows, cols, name, "int64_val");
       break;
     default:
-      throw InvalidArgument("input '" + name + "' has " + dtype_name(tensor.dtype()) + "; expected DT_INT32 or DT_INT64");
+      throw InvalidArgument("input '" + name + "' has " + tf_dtype_name(tensor.dtype()) + "; expected DT_INT32 or DT_INT64");
   }
   return matrix;
 }
