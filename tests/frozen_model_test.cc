@@ -1,5 +1,6 @@
 // Tests for src/format/frozen_model.cc and src/format/model_metadata.cc: save/load round trips, file sizes, the
 // errors a malformed frozen file gives (each naming the file and the problem), and label punctuation marks.
+#include "halfserve/import/label_names.h"
 #include "halfserve/format/frozen_model.h"
 
 #include <gtest/gtest.h>

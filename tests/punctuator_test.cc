@@ -5,6 +5,7 @@
 #include <random>
 #include <utf8proc.h>
 
+#include "halfserve/import/label_names.h"
 #include "halfserve/format/bert_tensors.h"
 #include "halfserve/synth/synth_model.h"
 #include "halfserve/text/metrics.h"

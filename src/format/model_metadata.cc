@@ -2,10 +2,8 @@
 
 #include <array>
 #include <nlohmann/json.hpp>
-#include <utf8proc.h>
 
 #include "halfserve/util/error.h"
-#include "halfserve/util/utf8.h"
 #include "halfserve/util/json_depth.h"
 
 namespace halfserve {
@@ -96,22 +94,6 @@ TensorCastReport report_from_json(const json& j) {
   return r;
 }
 
-bool is_punctuation_codepoint(utf8proc_int32_t codepoint) {
-  const auto category = utf8proc_category(codepoint);
-  return category >= UTF8PROC_CATEGORY_PC && category <= UTF8PROC_CATEGORY_PO;
-}
-
-bool is_all_punctuation(const std::string& text) {
-  if (text.empty()) return false;
-  for (size_t at = 0; at < text.size();) {
-    char32_t codepoint = 0;
-    const size_t length = decode_utf8(text, at, codepoint);
-    if (length == 0 || !is_punctuation_codepoint(static_cast<utf8proc_int32_t>(codepoint))) return false;
-    at += length;
-  }
-  return true;
-}
-
 }  // namespace
 
 std::string_view activation_name(Activation activation) {
@@ -141,26 +123,6 @@ void BertConfig::validate() const {
   if (hidden_size > 65536 || intermediate_size > 262144 || num_layers > 1024 || max_positions > 1 << 20 ||
       vocab_size > 1 << 24 || type_vocab_size > 1 << 16)
     throw Error("architecture: dimensions beyond what halfserve supports");
-}
-
-std::string punctuation_mark_for_label(const std::string& name) {
-  static const std::map<std::string, std::string> kNamed = {
-      {"COMMA", ","},     {"PERIOD", "."},       {"FULLSTOP", "."},   {"QUESTION", "?"},
-      {"QUESTIONMARK", "?"}, {"EXCLAMATION", "!"}, {"EXCLAMATIONMARK", "!"}, {"COLON", ":"},
-      {"SEMICOLON", ";"}, {"DASH", "-"},         {"ELLIPSIS", "..."}};
-  if (is_all_punctuation(name)) return name;
-  std::string upper;
-  for (char c : name)
-    if (c != '_' && c != '-' && c != ' ') upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  const auto it = kNamed.find(upper);
-  return it == kNamed.end() ? "" : it->second;
-}
-
-Label label_for_name(const std::string& name) {
-  constexpr std::string_view kCapitalize = "+U";
-  const bool capitalize = name.size() > kCapitalize.size() && name.ends_with(kCapitalize);
-  const std::string base = capitalize ? name.substr(0, name.size() - kCapitalize.size()) : name;
-  return {name, punctuation_mark_for_label(base), capitalize};
 }
 
 std::string_view input_role_name(InputRole role) { return kInputRoles[static_cast<size_t>(role)]; }

@@ -6,6 +6,7 @@
 #include <regex>
 #include <set>
 
+#include "halfserve/import/label_names.h"
 #include "halfserve/format/bert_tensors.h"
 #include "halfserve/format/vocabulary.h"
 #include "halfserve/util/error.h"

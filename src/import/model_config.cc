@@ -3,6 +3,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "halfserve/import/label_names.h"
 #include "halfserve/util/error.h"
 #include "halfserve/util/json_depth.h"
 #include "halfserve/util/mapped_file.h"

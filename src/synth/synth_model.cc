@@ -64,7 +64,8 @@ BertConfig seed_architecture() {
 
 std::vector<Label> seed_punctuation_labels() {
   std::vector<Label> labels;
-  for (const char* name : {"O", "，", "。", "？", "！", "、"}) labels.push_back(label_for_name(name));
+  labels.push_back({"O", "", false});
+  for (const char* mark : {"，", "。", "？", "！", "、"}) labels.push_back({mark, mark, false});
   return labels;
 }
 

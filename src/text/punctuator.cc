@@ -20,8 +20,7 @@ bool accepts_mark_after(std::string_view word) {
   for (size_t at = 0; at < word.size();) {
     const size_t length = decode_utf8(word, at, last);
     if (length == 0) return true;
-    const auto category = utf8proc_category(static_cast<utf8proc_int32_t>(last));
-    all_punctuation &= category >= UTF8PROC_CATEGORY_PC && category <= UTF8PROC_CATEGORY_PO;
+    all_punctuation &= is_punctuation(last);
     at += length;
   }
   if (!all_punctuation) return true;

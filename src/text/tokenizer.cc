@@ -42,7 +42,7 @@ bool is_bert_punctuation(char32_t code) {
   if ((code >= 33 && code <= 47) || (code >= 58 && code <= 64) || (code >= 91 && code <= 96) ||
       (code >= 123 && code <= 126))
     return true;
-  return code >= 0x80 && unicode::is_punctuation_category(code);
+  return code >= 0x80 && is_punctuation(code);
 }
 
 bool starts_with(const TrackedText& text, size_t at, const std::u32string& pattern) {

@@ -97,11 +97,6 @@ int category(char32_t code) { return utf8proc_category(static_cast<utf8proc_int3
 
 bool is_mark_nonspacing(char32_t code) { return code >= 0x300 && category(code) == UTF8PROC_CATEGORY_MN; }
 
-bool is_punctuation_category(char32_t code) {
-  const int c = category(code);
-  return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
-}
-
 bool is_other_category(char32_t code) {
   const int c = category(code);
   return c == UTF8PROC_CATEGORY_CN || (c >= UTF8PROC_CATEGORY_CC && c <= UTF8PROC_CATEGORY_CO);

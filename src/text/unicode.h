@@ -28,7 +28,6 @@ std::string encode_utf8(const TrackedChar* first, const TrackedChar* last);
 // The Unicode general category, as utf8proc_category_t.
 int category(char32_t code);
 bool is_mark_nonspacing(char32_t code);  // Mn
-bool is_punctuation_category(char32_t code);  // P*
 bool is_other_category(char32_t code);  // C*: Cc, Cf, Cs, Co and unassigned Cn
 bool is_space_separator(char32_t code);  // Zs
 // Python's str.isspace(): bidirectional class WS, B or S, or category Zs.

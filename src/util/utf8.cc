@@ -46,4 +46,9 @@ void append_utf8(char32_t codepoint, std::string& out) {
   out.append(reinterpret_cast<const char*>(bytes), static_cast<size_t>(length));
 }
 
+bool is_punctuation(char32_t codepoint) {
+  const auto category = utf8proc_category(static_cast<utf8proc_int32_t>(codepoint));
+  return category >= UTF8PROC_CATEGORY_PC && category <= UTF8PROC_CATEGORY_PO;
+}
+
 }  // namespace halfserve

@@ -33,17 +33,13 @@ struct BertConfig {
 
 // One output class of the token-classification head. `mark` is the text a punctuation label inserts after its
 // token ("" for the no-punctuation label).
+// A label as a frozen file records it: the importer decided what mark its name stands for (import/label_names.h),
+// the file keeps the answer, and the text layer inserts it.
 struct Label {
   std::string name;
   std::string mark;
   bool capitalize = false;  // also upper-case the first letter of the word it labels
 };
-// The punctuation a label name stands for: the name itself when it is made of punctuation ("，"), a known
-// English name ("COMMA" -> ","), or "" ("O", unknown names).
-std::string punctuation_mark_for_label(const std::string& name);
-// The label a name stands for: its mark as above, and "NAME+U" is NAME that also capitalizes its word (",+U",
-// "O+U"), so one token-classification head restores punctuation and capitalization together.
-Label label_for_name(const std::string& name);
 
 struct TokenizerSettings {
   std::string type = "bert_wordpiece";

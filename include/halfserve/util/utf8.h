@@ -19,4 +19,7 @@ std::string replace_invalid_utf8(std::string_view text);
 
 void append_utf8(char32_t codepoint, std::string& out);
 
+// Unicode general category P* (Pc, Pd, Ps, Pe, Pi, Pf, Po): the one test of "is this character punctuation".
+bool is_punctuation(char32_t codepoint);
+
 }  // namespace halfserve
