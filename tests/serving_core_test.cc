@@ -58,6 +58,28 @@ model_config_list {
   EXPECT_EQ(batching.max_enqueued_batches, 8);
   EXPECT_EQ(batching.num_batch_threads, 2);
 
+  // allowed_batch_sizes is checked as TF Serving checks it (and then not needed: batches are never padded).
+  const auto batching_with = [&](const std::string& sizes) {
+    std::ofstream(dir / "sizes.config") << "max_batch_size { value: 16 }\n" << sizes;
+    return read_batching_parameters_file((dir / "sizes.config").string());
+  };
+  EXPECT_EQ(batching_with("allowed_batch_sizes: 4\nallowed_batch_sizes: 8\nallowed_batch_sizes: 16\n").max_batch_size, 16);
+  for (const std::string sizes : {"allowed_batch_sizes: 8\nallowed_batch_sizes: 4\nallowed_batch_sizes: 16\n",
+                                  "allowed_batch_sizes: 0\nallowed_batch_sizes: 16\n"}) {
+    try {
+      batching_with(sizes);
+      ADD_FAILURE() << "accepted " << sizes;
+    } catch (const Error& e) {
+      EXPECT_TRUE(Contains(e.what(), "positive and increasing")) << e.what();
+    }
+  }
+  try {
+    batching_with("allowed_batch_sizes: 4\nallowed_batch_sizes: 8\n");
+    ADD_FAILURE() << "accepted a list that stops short of max_batch_size";
+  } catch (const Error& e) {
+    EXPECT_TRUE(Contains(e.what(), "must equal max_batch_size (16)")) << e.what();
+  }
+
   std::ofstream(dir / "bad.config") << "model_config_list {\n  config { name: \"x\" base_path: 12 }\n";
   try {
     read_model_config_file((dir / "bad.config").string());

@@ -80,8 +80,16 @@ BatchingOptions read_batching_parameters_file(const std::string& path) {
   if (parameters.has_batch_timeout_micros()) options.batch_timeout_micros = parameters.batch_timeout_micros().value();
   if (parameters.has_num_batch_threads()) options.num_batch_threads = parameters.num_batch_threads().value();
   if (parameters.has_max_enqueued_batches()) options.max_enqueued_batches = parameters.max_enqueued_batches().value();
-  options.allowed_batch_sizes.assign(parameters.allowed_batch_sizes().begin(), parameters.allowed_batch_sizes().end());
   if (options.max_batch_size < 1) throw Error(path + ": max_batch_size must be positive");
+  // Checked as TF Serving checks it, so a file it refuses is refused here too, then not kept: TF Serving pads a batch
+  // up to the next allowed size, and halfserve's batches are never padded in rows.
+  const auto& allowed = parameters.allowed_batch_sizes();
+  for (int i = 0; i < allowed.size(); ++i)
+    if (allowed[i] < 1 || (i > 0 && allowed[i] <= allowed[i - 1]))
+      throw Error(path + ": allowed_batch_sizes must be positive and increasing");
+  if (!allowed.empty() && allowed[allowed.size() - 1] != options.max_batch_size)
+    throw Error(path + ": the last of allowed_batch_sizes must equal max_batch_size (" +
+                std::to_string(options.max_batch_size) + ")");
   if (options.batch_timeout_micros < 0) throw Error(path + ": batch_timeout_micros must not be negative");
   if (options.num_batch_threads < 1 || options.num_batch_threads > 256) throw Error(path + ": num_batch_threads must be 1..256");
   if (options.max_enqueued_batches < 1) throw Error(path + ": max_enqueued_batches must be positive");

@@ -26,13 +26,13 @@ struct ServedModelConfig {
 // model_platform model_version_policy version_labels } }). Throws Error naming the file and the problem.
 std::vector<ServedModelConfig> read_model_config_file(const std::string& path);
 
-// TF Serving's --batching_parameters_file (text-format BatchingParameters).
+// TF Serving's --batching_parameters_file (text-format BatchingParameters). allowed_batch_sizes is checked as TF
+// Serving checks it (increasing, ending at max_batch_size) and then ignored: batches are never padded in rows.
 struct BatchingOptions {
   int64_t max_batch_size = 32;          // rows per model call
   int64_t batch_timeout_micros = 1000;  // how long a batch waits to fill
   int64_t num_batch_threads = 1;        // concurrent model calls per model version
   int64_t max_enqueued_batches = 64;    // queue bound; beyond it requests get RESOURCE_EXHAUSTED (429)
-  std::vector<int64_t> allowed_batch_sizes;  // accepted for compatibility: batches are padding-free in rows
 };
 BatchingOptions read_batching_parameters_file(const std::string& path);
 
