@@ -254,6 +254,43 @@ void BertModel::validate(const InputBatch& in) const {
   }
 }
 
+namespace {
+
+// The outputs asked for, copied from the device and put back in the request's padded [batch, length] layout.
+OutputBatch read_outputs(Backend& b, const PackedBatch& packed, const InputBatch& in, const OutputSelection& selection,
+                         const MatrixRef* logits, const MatrixRef& hidden, int64_t labels) {
+  const int64_t tokens = packed.tokens(), h = hidden.cols;
+  OutputBatch out;
+  out.batch = in.batch;
+  out.length = in.length;
+  const int64_t padded_tokens = in.batch * in.length;
+  auto copy_back = [&](const MatrixRef& matrix, int64_t cols) {
+    std::vector<float> values(static_cast<size_t>(tokens * cols));
+    if (tokens > 0) {
+      b.synchronize();
+      b.copy_to_host(values.data(), matrix.data, values.size() * sizeof(float));
+    }
+    return values;
+  };
+  if (logits != nullptr) {
+    const std::vector<float> values = copy_back(*logits, labels);
+    if (selection.label_ids) {
+      std::vector<int32_t> label_ids(static_cast<size_t>(tokens));
+      for (int64_t i = 0; i < tokens; ++i) {
+        const float* row = values.data() + i * labels;
+        label_ids[static_cast<size_t>(i)] = static_cast<int32_t>(std::max_element(row, row + labels) - row);
+      }
+      out.label_ids = unpack(label_ids, packed, padded_tokens, 1);
+    }
+    if (selection.probabilities) out.probabilities = unpack(softmax_rows(values, labels), packed, padded_tokens, labels);
+    if (selection.logits) out.logits = unpack(values, packed, padded_tokens, labels);
+  }
+  if (selection.last_hidden_state) out.last_hidden_state = unpack(copy_back(hidden, h), packed, padded_tokens, h);
+  return out;
+}
+
+}  // namespace
+
 OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selection, Workspace& ws) const {
   validate(in);
   const bool need_head = selection.logits || selection.label_ids || selection.probabilities;
@@ -312,35 +349,7 @@ OutputBatch BertModel::run(const InputBatch& in, const OutputSelection& selectio
   // The ops and their arguments follow from the sequence lengths, mask holes and the head alone.
   if (tokens > 0) b.run_sequence(ws.backend_state(), {id_, packed.offsets, packed.has_holes, need_head, ws.generation(), tokens}, forward);
 
-  OutputBatch out;
-  out.batch = in.batch;
-  out.length = in.length;
-  const int64_t padded_tokens = in.batch * in.length;
-  if (need_head) {
-    std::vector<float> values(static_cast<size_t>(tokens * labels));
-    if (tokens > 0) {
-      b.synchronize();
-      b.copy_to_host(values.data(), logits.data, values.size() * sizeof(float));
-    }
-    if (selection.label_ids) {
-      std::vector<int32_t> label_ids(static_cast<size_t>(tokens));
-      for (int64_t i = 0; i < tokens; ++i) {
-        const float* row = values.data() + i * labels;
-        label_ids[static_cast<size_t>(i)] = static_cast<int32_t>(std::max_element(row, row + labels) - row);
-      }
-      out.label_ids = unpack(label_ids, packed, padded_tokens, 1);
-    }
-    if (selection.probabilities) out.probabilities = unpack(softmax_rows(values, labels), packed, padded_tokens, labels);
-    if (selection.logits) out.logits = unpack(values, packed, padded_tokens, labels);
-  }
-  if (selection.last_hidden_state) {
-    std::vector<float> values(static_cast<size_t>(tokens * h));
-    if (tokens > 0) {
-      b.synchronize();
-      b.copy_to_host(values.data(), hidden.data, values.size() * sizeof(float));
-    }
-    out.last_hidden_state = unpack(values, packed, padded_tokens, h);
-  }
+  OutputBatch out = read_outputs(b, packed, in, selection, need_head ? &logits : nullptr, hidden, labels);
   // Nothing stays queued on a device after run() returns, even when no output was read back.
   b.synchronize();
   return out;
