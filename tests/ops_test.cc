@@ -96,9 +96,48 @@ class BackendOpsTest : public ::testing::TestWithParam<OpCase> {
     return values;
   }
 
+  // An output buffer with sentinel guard bytes on both sides; check_guards() fails when an op wrote past its end
+  // or before its start.
+  void* guarded_buffer(size_t bytes) {
+    std::vector<unsigned char> pattern(bytes + 2 * kGuardBytes, kSentinel);
+    void* memory = device_buffer(pattern.size());
+    backend_->copy_to_device(memory, pattern.data(), pattern.size());
+    guarded_.push_back({memory, bytes});
+    return static_cast<unsigned char*>(memory) + kGuardBytes;
+  }
+  void check_guards() {
+    backend_->synchronize();
+    for (const auto& [memory, bytes] : guarded_) {
+      std::vector<unsigned char> content(bytes + 2 * kGuardBytes);
+      backend_->copy_to_host(content.data(), memory, content.size());
+      for (size_t i = 0; i < kGuardBytes; ++i) {
+        ASSERT_EQ(content[i], kSentinel) << "written " << kGuardBytes - i << " bytes before the output";
+        ASSERT_EQ(content[kGuardBytes + bytes + i], kSentinel) << "written " << i << " bytes past the output's end";
+      }
+    }
+    guarded_.clear();
+  }
+
+  static constexpr size_t kGuardBytes = 64;  // keeps the output 64-byte aligned as the allocation is
+  static constexpr unsigned char kSentinel = 0xA5;
   std::shared_ptr<Backend> backend_;
   std::vector<std::shared_ptr<void>> keep_;
+  std::vector<std::pair<void*, size_t>> guarded_;
 };
+
+// Normalized mean squared error, ggml's measure: sum (actual - expected)^2 / sum expected^2.
+double nmse(const std::vector<float>& actual, const std::vector<float>& expected) {
+  double error = 0, norm = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    error += (static_cast<double>(actual[i]) - expected[i]) * (static_cast<double>(actual[i]) - expected[i]);
+    norm += static_cast<double>(expected[i]) * expected[i];
+  }
+  return norm == 0 ? error : error / norm;
+}
+
+// The NMSE an op may reach in a dtype: f32's accumulation order, or a rounding or two of 8 (bf16) or 11 (f16)
+// significant bits.
+double max_nmse(DType dtype) { return dtype == DType::bf16 ? 5e-4 : dtype == DType::f16 ? 5e-5 : 1e-8; }
 
 void expect_close(const std::vector<float>& actual, const std::vector<float>& expected, double relative, double absolute) {
   ASSERT_EQ(actual.size(), expected.size());
@@ -244,6 +283,83 @@ TEST_P(BackendOpsTest, AttentionOfPackedSequencesOfEveryLength) {
                  dtype == DType::bf16 ? 1.0 / 64 : dtype == DType::f16 ? 1.0 / 256 : 1e-5,
                  dtype == DType::bf16 ? 1e-2 : dtype == DType::f16 ? 2e-3 : 1e-5);
   }
+}
+
+// The sweeps below (ggml's test-backend-ops): generated shapes per op — one row to many, K with tails off every
+// SIMD width, BERT's head sizes — every dtype the backend computes in, masks with holes, outputs fenced by guard bytes,
+// and an NMSE bound per dtype rather than per-element tolerances tuned to one shape.
+TEST_P(BackendOpsTest, LinearSweepOverShapes) {
+  const DType compute = GetParam().compute;
+  const Activation erf = Activation::gelu_erf;
+  uint32_t seed = 100;
+  for (const int64_t rows : {1, 2, 7, 64, 129, 300})
+    for (const auto& [in, out] : std::vector<std::pair<int64_t, int64_t>>{{16, 16}, {17, 33}, {63, 130}, {256, 96}, {768, 64}})
+      for (const bool gelu : {false, true}) {
+        SCOPED_TRACE(std::to_string(rows) + " x " + std::to_string(in) + " -> " + std::to_string(out) + (gelu ? " gelu" : ""));
+        const auto src = round_to(random_values(rows * in, 1.0f, ++seed), compute);
+        const auto weight = round_to(random_values(out * in, 0.1f, ++seed), compute);
+        const auto bias = random_values(out, 0.5f, ++seed);
+        const auto residual = random_values(rows * out, 1.0f, ++seed);
+        const DType dst_dtype = gelu ? compute : DType::f32;  // as the model runs: FFN-in to compute, the rest to f32
+        LinearSpec spec{in, out, compute, dst_dtype, std::nullopt, !gelu};
+        if (gelu) spec.activation = erf;
+        const auto weights = backend_->prepare_linear(view_of(weight, {out, in}), view_of(bias, {out}), spec);
+        const MatrixRef dst{guarded_buffer(rows * out * dtype_size(dst_dtype)), dst_dtype, rows, out};
+        backend_->linear(*weights, {to_device(src, compute), compute, rows, in}, dst,
+                         gelu ? nullptr : static_cast<const float*>(to_device(residual, DType::f32)));
+        const auto expected = reference_linear(src, rows, in, weight, bias, out, gelu ? &erf : nullptr, gelu ? nullptr : &residual);
+        EXPECT_LE(nmse(to_host(dst.data, rows * out, dst_dtype), expected), max_nmse(dst_dtype));
+        check_guards();
+      }
+}
+
+TEST_P(BackendOpsTest, LayerNormSweepOverWidths) {
+  const DType low_dtype = GetParam().compute == DType::f16 ? DType::f16 : DType::bf16;
+  uint32_t seed = 300;
+  for (const int64_t rows : {1, 5, 64})
+    for (const int64_t cols : {16, 17, 100, 384, 768, 1024}) {
+      SCOPED_TRACE(std::to_string(rows) + " x " + std::to_string(cols));
+      auto src = random_values(rows * cols, 2.0f, ++seed);
+      for (auto& value : src) value += 3.0f;
+      const auto gamma = random_values(cols, 1.0f, ++seed), beta = random_values(cols, 1.0f, ++seed);
+      const MatrixRef dst{guarded_buffer(rows * cols * 4), DType::f32, rows, cols};
+      const MatrixRef low{guarded_buffer(rows * cols * 2), low_dtype, rows, cols};
+      backend_->layer_norm(static_cast<const float*>(to_device(src, DType::f32)),
+                           {static_cast<const float*>(to_device(gamma, DType::f32)),
+                            static_cast<const float*>(to_device(beta, DType::f32)), 1e-12f},
+                           dst, &low);
+      const auto expected = reference_layer_norm(src, rows, cols, gamma, beta, 1e-12);
+      EXPECT_LE(nmse(to_host(dst.data, rows * cols, DType::f32), expected), max_nmse(DType::f32));
+      EXPECT_LE(nmse(to_host(low.data, rows * cols, low_dtype), expected), max_nmse(low_dtype));
+      check_guards();
+    }
+}
+
+TEST_P(BackendOpsTest, AttentionSweepOverHeadSizesLengthsAndMasks) {
+  const DType dtype = GetParam().compute;
+  uint32_t seed = 500;
+  for (const int64_t head_size : {8, 16, 32, 64, 96, 128})
+    for (const int64_t heads : {1, 3})
+      for (const bool holes : {false, true}) {
+        SCOPED_TRACE("head size " + std::to_string(head_size) + ", " + std::to_string(heads) + " heads" +
+                     (holes ? ", masked keys" : ""));
+        const int64_t hidden = heads * head_size;
+        // A single token, short and long sequences, one of 128 tokens, side by side in one packed batch.
+        const std::vector<int64_t> offsets = {0, 1, 6, 39, 167, 170};
+        const int64_t tokens = offsets.back();
+        const auto qkv = round_to(random_values(tokens * 3 * hidden, 1.5f, ++seed), dtype);
+        std::vector<int32_t> key_mask(static_cast<size_t>(tokens), 1);
+        if (holes)  // holes inside sequences (never every key of one): padding in the middle, and at the end
+          for (const int64_t t : {3, 10, 11, 50, 99, 160, 166, 168}) key_mask[static_cast<size_t>(t)] = 0;
+        void* mask_device = device_buffer(key_mask.size() * 4);
+        backend_->copy_to_device(mask_device, key_mask.data(), key_mask.size() * 4);
+        const MatrixRef context{guarded_buffer(tokens * hidden * dtype_size(dtype)), dtype, tokens, hidden};
+        backend_->attention({to_device(qkv, dtype), dtype, offsets, holes ? static_cast<const int32_t*>(mask_device) : nullptr,
+                             heads, head_size, context});
+        const auto expected = packed_reference(qkv, offsets, key_mask, heads, head_size);
+        EXPECT_LE(nmse(to_host(context.data, expected.size(), dtype), expected), max_nmse(dtype));
+        check_guards();
+      }
 }
 
 std::vector<OpCase> backends_under_test() {
