@@ -34,9 +34,6 @@ std::optional<int64_t> requested_version(const tfs::ModelSpec& spec) {
 }
 
 std::shared_ptr<ServedVersion> find_version(const ModelManager& models, const tfs::ModelSpec& spec) {
-  if (spec.has_version() && !spec.version_label().empty())
-    throw invalid_argument("model_spec sets both version (" + std::to_string(spec.version().value()) +
-                           ") and version_label ('" + spec.version_label() + "'); set one");
   return models.find(spec.name(), requested_version(spec), spec.version_label());
 }
 
@@ -117,8 +114,6 @@ void get_model_status(ModelManager& models, const tfs::GetModelStatusRequest& re
                       tfs::GetModelStatusResponse& response) {
   if (!request.has_model_spec()) throw invalid_argument("Missing ModelSpec");
   const tfs::ModelSpec& spec = request.model_spec();
-  if (spec.has_version() && !spec.version_label().empty())
-    throw invalid_argument("model_spec sets both version and version_label; set one");
   for (const VersionStatus& status : models.status(spec.name(), requested_version(spec), spec.version_label())) {
     tfs::ModelVersionStatus& entry = *response.add_model_version_status();
     entry.set_version(status.version);
@@ -145,7 +140,7 @@ class CallRecorder {
       code = serving_code_of(error);
       message = error.what();
     }
-    const std::string label = metrics_label(model_name);
+    const std::string label = models_.metrics_label(model_name);
     metrics_.count_request(label, std::string(serving_code_name(code)));
     const std::chrono::duration<double, std::micro> elapsed = std::chrono::steady_clock::now() - started;
     metrics_.observe_latency(label, api, "GRPC", elapsed.count());
@@ -154,13 +149,6 @@ class CallRecorder {
   }
 
  private:
-  // Only configured names become metric labels: a client sending random names must not grow the metrics
-  // without bound.
-  std::string metrics_label(const std::string& model_name) const {
-    const auto names = models_.model_names();
-    return std::find(names.begin(), names.end(), model_name) != names.end() ? model_name : "";
-  }
-
   const ModelManager& models_;
   ServingMetrics& metrics_;
 };

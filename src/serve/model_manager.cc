@@ -247,19 +247,30 @@ void ModelManager::poll_model(ModelState& model) {
   }
 }
 
+// The version a request names: the version itself, or the one its label stands for; never both.
+namespace {
+
+std::optional<int64_t> labelled_version(const ServedModelConfig& config, std::optional<int64_t> version,
+                                        const std::string& label) {
+  if (label.empty()) return version;
+  if (version)
+    throw ServingError(ServingCode::invalid_argument, "the request names both a version (" + std::to_string(*version) +
+                                                          ") and a version_label ('" + label + "'); name one");
+  const auto found = config.version_labels.find(label);
+  if (found == config.version_labels.end())
+    throw ServingError(ServingCode::not_found, "model " + config.name + " has no version label '" + label + "'");
+  return found->second;
+}
+
+}  // namespace
+
 std::shared_ptr<ServedVersion> ModelManager::find(const std::string& model_name, std::optional<int64_t> version,
                                                   const std::string& label) const {
   std::lock_guard lock(mutex_);
   const auto model = std::find_if(models_.begin(), models_.end(), [&](const auto& m) { return m->config.name == model_name; });
   if (model == models_.end()) throw ServingError(ServingCode::not_found, "Servable not found for request: Latest(" + model_name + ")");
   const auto& versions = (*model)->versions;
-  if (!label.empty()) {
-    if (version) throw ServingError(ServingCode::invalid_argument, "give a version or a version label, not both");
-    const auto found = (*model)->config.version_labels.find(label);
-    if (found == (*model)->config.version_labels.end())
-      throw ServingError(ServingCode::not_found, "model " + model_name + " has no version label '" + label + "'");
-    version = found->second;
-  }
+  version = labelled_version((*model)->config, version, label);
   if (version) {
     const auto entry = versions.find(*version);
     if (entry == versions.end() || !entry->second.served)
@@ -278,12 +289,7 @@ std::vector<VersionStatus> ModelManager::status(const std::string& model_name, s
   const auto model = std::find_if(models_.begin(), models_.end(), [&](const auto& m) { return m->config.name == model_name; });
   if (model == models_.end())
     throw ServingError(ServingCode::not_found, "Could not find any versions of model " + model_name);
-  if (!label.empty()) {
-    const auto found = (*model)->config.version_labels.find(label);
-    if (found == (*model)->config.version_labels.end())
-      throw ServingError(ServingCode::not_found, "model " + model_name + " has no version label '" + label + "'");
-    version = found->second;
-  }
+  version = labelled_version((*model)->config, version, label);
   std::vector<VersionStatus> statuses;
   for (auto it = (*model)->versions.rbegin(); it != (*model)->versions.rend(); ++it)
     if (!version || it->first == *version) statuses.push_back(it->second.status);
@@ -291,6 +297,11 @@ std::vector<VersionStatus> ModelManager::status(const std::string& model_name, s
     throw ServingError(ServingCode::not_found, version ? "Could not find version " + std::to_string(*version) + " of model " + model_name
                                                        : "Could not find any versions of model " + model_name);
   return statuses;
+}
+
+std::string ModelManager::metrics_label(const std::string& model_name) const {
+  const auto names = model_names();
+  return std::find(names.begin(), names.end(), model_name) != names.end() ? model_name : "";
 }
 
 std::vector<std::string> ModelManager::model_names() const {

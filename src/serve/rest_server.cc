@@ -113,7 +113,6 @@ class RestServer::Impl {
   std::shared_ptr<ServedVersion> find(const rest::Route& route, AccessRecord& record);
   Reply readiness() const;
   std::string unready_models() const;
-  bool is_known_model(const std::string& name) const;
   void log_access(const HttpRequest& request, const HttpReply& reply, std::chrono::microseconds latency) const;
 
   ModelManager& models_;
@@ -202,9 +201,7 @@ Reply RestServer::Impl::model_request(const rest::Route& route, const std::strin
   } catch (const std::exception& e) {
     reply = error_reply(e);
   }
-  // Model names come from clients: only configured ones become label values, so junk names cannot grow the
-  // metrics without bound.
-  const std::string model = is_known_model(route.model) ? route.model : "";
+  const std::string model = models_.metrics_label(route.model);
   metrics_.count_request(model, std::string(serving_code_name(reply.code)));
   metrics_.observe_latency(model, api, "REST",
                            std::chrono::duration<double, std::micro>(Clock::now() - start).count());
@@ -239,12 +236,6 @@ Reply RestServer::Impl::run_model_api(const rest::Route& route, const HttpReques
   throw ServingError(ServingCode::unimplemented, ":" + route.verb +
                                                      " is not implemented: halfserve serves token classifiers through "
                                                      ":predict (and raw text through :punctuate)");
-}
-
-bool RestServer::Impl::is_known_model(const std::string& name) const {
-  for (const std::string& known : models_.model_names())
-    if (known == name) return true;
-  return false;
 }
 
 Reply RestServer::Impl::readiness() const {

@@ -79,13 +79,17 @@ class ModelManager {
   void stop();
 
   // The version to serve: the given version, the version a label names, or the newest available one. Throws
-  // ServingError(NOT_FOUND) naming the model, version or label.
+  // ServingError(NOT_FOUND) naming the model, version or label, INVALID_ARGUMENT when both a version and a label
+  // are given (every protocol's rule, here once).
   std::shared_ptr<ServedVersion> find(const std::string& model_name, std::optional<int64_t> version = std::nullopt,
                                       const std::string& label = "") const;
   // Every version known for the model (or the one asked for). Throws NOT_FOUND for an unknown model or version.
   std::vector<VersionStatus> status(const std::string& model_name, std::optional<int64_t> version = std::nullopt,
                                     const std::string& label = "") const;
   std::vector<std::string> model_names() const;
+  // The model name as a metrics label value: itself when configured, "" otherwise. Model names come from clients;
+  // only configured ones may become label values, so junk names cannot grow the metrics without bound.
+  std::string metrics_label(const std::string& model_name) const;
   // True once every configured model has an available version.
   bool ready() const;
   // Polls all base paths now (the poll thread calls this every poll_seconds).
