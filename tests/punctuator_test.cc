@@ -244,6 +244,14 @@ TEST(PunctuationMetricsTest, HandCountedScores) {
   EXPECT_EQ(scores.micro.false_negatives, 2);
   EXPECT_DOUBLE_EQ(scores.micro.f1(), 0.5);
   EXPECT_EQ(scores.words, 6);
+  // A micro score over some marks only (eval --micro-marks): ， and 。 are 1 hit, 2 false alarms, 2 misses.
+  const MarkScore commas_and_periods = micro_over(scores, "，。");
+  EXPECT_EQ(commas_and_periods.true_positives, 1);
+  EXPECT_EQ(commas_and_periods.false_positives, 2);
+  EXPECT_EQ(commas_and_periods.false_negatives, 2);
+  EXPECT_DOUBLE_EQ(commas_and_periods.f1(), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(micro_over(scores, "？").f1(), 1.0);
+  EXPECT_THROW(micro_over(scores, "!"), InvalidArgument);
 }
 
 TEST(PunctuatorTest, CapitalizingLabelsUpperCaseOnlyTheFirstLetter) {

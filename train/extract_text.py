@@ -4,9 +4,10 @@
     python3 train/extract_text.py zh|en OUT_DIR [--debs DIR]
 
 Downloads the packages named in train/DATA.md with `apt-get download` (into --debs, default OUT_DIR/debs), unpacks
-them with `dpkg-deb -x`, and keeps paragraphs of prose: HTML text outside <pre>, <table>, <script> and
-<style>; man-page text without its roff requests. A paragraph is kept when it is mostly the language's script and
-ends with a sentence mark, so code, tables, menus and lists of names drop out. Paragraphs are deduplicated across
+them with `dpkg-deb -x`, and keeps paragraphs of prose: HTML (and desktop help's Mallard/DocBook XML) text outside
+<pre>, <table>, <script>, <style> and <info>; man-page text without its roff requests; reStructuredText paragraphs
+and list items. A paragraph is kept when it is mostly the language's script and ends with a sentence mark, so code,
+tables, menus and lists of names drop out. Paragraphs are deduplicated across
 all packages (manuals repeat themselves and each other). The split is by document: every file whose path hashes into
 the last tenth goes to test.txt, never to train.txt. Writes OUT_DIR/{train,test}.txt (one paragraph per line) and
 OUT_DIR/sources.json (paragraphs and characters per package and split). Only the standard library; nothing is
@@ -23,19 +24,35 @@ import re
 import subprocess
 import sys
 
+# GNOME and MATE applications whose help (usr/share/help/zh_CN, Mallard pages and DocBook) has the most Chinese prose
+# (each of these gives over 1500 characters; the other help packages of the 2026-12-06 survey give less or none).
+DESKTOP_HELP = ["mate-user-guide", "aisleriot", "gnome-user-docs", "gedit-common", "brasero-common", "evince-common",
+                "gnome-system-tools", "gnome-devel-docs"]
+# Order matters: a paragraph seen twice is kept where it is first seen, so a package added later never moves an
+# earlier package's paragraph between the splits.
 PACKAGES = {
     "zh": ["manpages-zh", "debian-reference-zh-cn", "debian-faq-zh-cn", "maint-guide-zh-cn",
-           "debian-edu-doc-zh-cn", "gimp-help-zh-cn", "debian-handbook", "libreoffice-help-zh-cn"],
+           "debian-edu-doc-zh-cn", "gimp-help-zh-cn", "debian-handbook", "libreoffice-help-zh-cn",
+           "linux-doc-6.1", "installation-guide-amd64", "debmake-doc", "kicad-doc-zh", "rust-web-doc"] + DESKTOP_HELP,
     "en": ["debian-handbook", "debian-reference-en", "debian-faq", "developers-reference", "debian-policy",
            "maint-guide", "gnu-standards"],
 }
-# debian-handbook holds every translation: keep only the language's own folder.
-HANDBOOK_FOLDER = {"zh": "/zh-CN/", "en": "/en-US/"}
+# Packages that hold several languages: only paths containing the language's marker are read.
+LANGUAGE_PATHS = {
+    "zh": {"debian-handbook": "/zh-CN/", "linux-doc-6.1": "/Documentation/translations/zh_", "installation-guide-amd64": "/zh_CN/",
+           "debmake-doc": ".zh-cn.", "rust-web-doc": "/rust-by-example/zh/", **{p: "/help/zh_CN/" for p in DESKTOP_HELP}},
+    "en": {"debian-handbook": "/en-US/"},
+}
+# linux-doc's zh_TW folder translates the same documents as zh_CN (often converted from them): a document and its
+# other-script twin hash as one path, so both land in the same split.
+SPLIT_ALIASES = [("/translations/zh_TW/", "/translations/zh_CN/")]
 SENTENCE_END = {"zh": "。？！", "en": ".?!"}
 # Inline code (<code>, <tt>, <kbd>) stays: it is part of its sentence, and dropping it would leave holes in the prose.
-SKIPPED_TAGS = {"pre", "table", "script", "style", "screen", "programlisting"}
+# HTML, and the Mallard and DocBook XML of desktop help (<info> holds credits and licences, not prose).
+SKIPPED_TAGS = {"pre", "table", "script", "style", "screen", "programlisting", "info", "synopsis"}
 BLOCK_TAGS = {"p", "div", "li", "dd", "dt", "h1", "h2", "h3", "h4", "h5", "h6", "br", "td", "th", "blockquote",
-              "title", "section", "tr", "ul", "ol", "dl"}
+              "title", "section", "tr", "ul", "ol", "dl", "para", "item", "listitem", "note", "entry", "term",
+              "page", "chapter", "sect1", "sect2", "sect3"}
 
 
 class ProseParser(html.parser.HTMLParser):
@@ -102,9 +119,64 @@ def is_prose(paragraph, language):
     return len(words) >= 6 and letters >= 0.85 * len(paragraph) and not paragraph.isupper()
 
 
+RST_INLINE = [(re.compile(r":[a-z:]+:`([^`<]*?)\s*(<[^`>]*>)?`"), r"\1"),  # :ref:`text <target>` -> text
+              (re.compile(r"``([^`]*)``"), r"\1"), (re.compile(r"`([^`<]*?)\s*(<[^`>]*>)?`_{0,2}"), r"\1"),
+              (re.compile(r"\*\*([^*]+)\*\*"), r"\1"), (re.compile(r"\[#?\w*\]_"), "")]
+RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}\s*$")
+
+
+def join_lines(lines):
+    """Wrapped lines of one paragraph: Chinese joins without a space, Latin words with one."""
+    text = ""
+    for line in lines:
+        if text and line and text[-1].isascii() and text[-1].isalnum() and line[0].isascii() and line[0].isalnum():
+            text += " "
+        text += line
+    return text
+
+
+RST_BULLET = re.compile(r"^\s{0,3}(?:[-*+]|#\.|\d+\.)\s+")
+
+
+def rst_items(block):
+    """A block as paragraphs: one per list item (its bullet removed), or the block itself; None for an indented
+    block that is no list (literal code after "::", a directive's body, a quote)."""
+    lines = [line for line in block.splitlines() if not RST_ADORNMENT.match(line)]
+    if not lines:
+        return []
+    if not RST_BULLET.match(lines[0]):
+        return None if lines[0][:1].isspace() else [lines]
+    items = []
+    for line in lines:
+        if RST_BULLET.match(line):
+            items.append([RST_BULLET.sub("", line)])
+        else:
+            items[-1].append(line)
+    return items
+
+
+def rst_paragraphs(text):
+    """Paragraphs of a reStructuredText file: blocks between blank lines, and list items. Indented blocks,
+    directives, tables, headings' adornments and field lists drop out; inline roles and links keep their text."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        items = rst_items(block)
+        if not items or items[0][0].startswith(("..", "+", "|", ":", "=")):
+            continue
+        for lines in items:
+            paragraph = join_lines(line.strip() for line in lines)
+            for pattern, replacement in RST_INLINE:
+                paragraph = pattern.sub(replacement, paragraph)
+            paragraphs.append(paragraph)
+    return paragraphs
+
+
 def document_paragraphs(path, language):
     name = path.name
-    if name.endswith((".html", ".htm")):
+    if name.endswith(".rst.gz"):
+        with gzip.open(path, "rb") as f:
+            return rst_paragraphs(f.read(4 << 20).decode("utf-8", errors="replace").lstrip("\ufeff"))
+    if name.endswith((".html", ".htm", ".page", ".xml")):
         parser = ProseParser()
         parser.feed(path.read_text(encoding="utf-8", errors="replace"))
         parser.flush()
@@ -117,6 +189,8 @@ def document_paragraphs(path, language):
 
 
 def in_test_split(relative_path):
+    for alias, canonical in SPLIT_ALIASES:
+        relative_path = relative_path.replace(alias, canonical)
     return hashlib.sha256(relative_path.encode()).digest()[0] % 10 == 9
 
 
@@ -150,7 +224,8 @@ def main():
         counts = sources.setdefault(package, {"train": [0, 0], "test": [0, 0]})
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             relative = str(path.relative_to(root))
-            if package == "debian-handbook" and HANDBOOK_FOLDER[language] not in "/" + relative:
+            wanted = LANGUAGE_PATHS[language].get(package)
+            if wanted and wanted not in "/" + relative:
                 continue
             split = "test" if in_test_split(package + "/" + relative) else "train"
             for paragraph in document_paragraphs(path, language):

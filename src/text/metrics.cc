@@ -93,6 +93,20 @@ void PunctuationScorer::add_capital(std::string_view text, const PredictedWord& 
   if (upper && !capitalized) ++score.false_negatives;
 }
 
+MarkScore micro_over(const PunctuationScores& scores, std::string_view marks) {
+  MarkScore micro{"marks " + std::string(marks), std::string(marks), 0, 0, 0};
+  bool any = false;
+  for (const MarkScore& score : scores.per_mark) {
+    if (score.mark.empty() || std::string_view(marks).find(score.mark) == std::string_view::npos) continue;
+    any = true;
+    micro.true_positives += score.true_positives;
+    micro.false_positives += score.false_positives;
+    micro.false_negatives += score.false_negatives;
+  }
+  if (!any) throw InvalidArgument("no label of this model inserts any of the marks '" + std::string(marks) + "'");
+  return micro;
+}
+
 const PunctuationScores& PunctuationScorer::scores() {
   scores_.micro.true_positives = scores_.micro.false_positives = scores_.micro.false_negatives = 0;
   for (const auto& score : scores_.per_mark) {

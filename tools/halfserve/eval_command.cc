@@ -31,7 +31,7 @@ double label_disagreement(const std::vector<int32_t>& a, const std::vector<int32
   return static_cast<double>(differing) / static_cast<double>(a.size());
 }
 
-void print_text(const std::vector<PrecisionResult>& results) {
+void print_text(const std::vector<PrecisionResult>& results, const std::string& micro_marks) {
   std::cout << std::fixed << std::setprecision(4);
   for (const auto& result : results) {
     std::cout << precision_name(result.precision) << ": " << result.scores.words << " words";
@@ -44,6 +44,11 @@ void print_text(const std::vector<PrecisionResult>& results) {
     const MarkScore& micro = result.scores.micro;
     std::cout << "| micro (all marks) | " << micro.precision() << " | " << micro.recall() << " | " << micro.f1() << " | "
               << micro.support() << " |\n";
+    if (!micro_marks.empty()) {
+      const MarkScore selected = micro_over(result.scores, micro_marks);
+      std::cout << "| micro (" << micro_marks << ") | " << selected.precision() << " | " << selected.recall() << " | "
+                << selected.f1() << " | " << selected.support() << " |\n";
+    }
     if (const auto& capitals = result.scores.capitalization)
       std::cout << "| capitals (+U labels) | " << capitals->precision() << " | " << capitals->recall() << " | "
                 << capitals->f1() << " | " << capitals->support() << " |\n";
@@ -69,6 +74,7 @@ void add_eval_command(CLI::App& app, Action& run) {
     EngineFlags engine;
     PunctuatorOptions options;
     bool json = false;
+    std::string micro_marks;
     size_t max_line_bytes = 16 << 20;
   };
   auto flags = std::make_shared<Flags>();
@@ -77,6 +83,8 @@ void add_eval_command(CLI::App& app, Action& run) {
   command->add_option("--precisions", flags->precisions, "Comma-separated precisions to score (fp32 first for the comparison)");
   add_window_flags(*command, flags->options);
   command->add_flag("--json", flags->json, "Machine-readable output");
+  command->add_option("--micro-marks", flags->micro_marks,
+                      "Also a micro F1 over these marks only, e.g. \"，。？\" (a target stated for some marks)");
   command->add_option("--device", flags->engine.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   command->add_option("--threads", flags->engine.threads, "Intra-op threads (default: all cores)")->check(CLI::NonNegativeNumber);
   command->callback([flags, &run] {
@@ -111,7 +119,7 @@ void add_eval_command(CLI::App& app, Action& run) {
         results.push_back(std::move(result));
       }
       if (!flags->json) {
-        print_text(results);
+        print_text(results, flags->micro_marks);
         return 0;
       }
       nlohmann::ordered_json out;
@@ -126,6 +134,7 @@ void add_eval_command(CLI::App& app, Action& run) {
         entry["per_mark"] = nlohmann::ordered_json::array();
         for (const auto& score : result.scores.per_mark) entry["per_mark"].push_back(score_json(score));
         if (result.scores.capitalization) entry["capitalization"] = score_json(*result.scores.capitalization);
+        if (!flags->micro_marks.empty()) entry["micro_marks"] = score_json(micro_over(result.scores, flags->micro_marks));
         if (results.front().precision == Precision::fp32) {
           entry["f1_minus_fp32"] = result.scores.micro.f1() - results.front().scores.micro.f1();
           const double disagreement = label_disagreement(result.token_labels, results.front().token_labels);

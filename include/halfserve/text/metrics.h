@@ -33,6 +33,10 @@ struct PunctuationScores {
   int64_t unscored_marks = 0;       // reference marks no label inserts, or where no word ends (counted as no mark)
 };
 
+// Micro precision/recall/F1 over the marks among `marks` only (each code point of it is one mark, e.g. "，。？"), summed
+// from per_mark: how a target stated for some marks is measured. Throws InvalidArgument when no label inserts any.
+MarkScore micro_over(const PunctuationScores& scores, std::string_view marks);
+
 // Counts, word by word, the model's marks against the reference's. A word's gold label is the label whose mark
 // equals the marks that follow it in the reference; the "no mark" label where nothing follows. With capitalizing
 // labels it also scores capitals: the reference's case against the model's "+U" (`add` only: it needs the text).
