@@ -250,20 +250,14 @@ std::map<std::string, std::string> metadata_strings(const ModelMetadata& m) {
 }
 }  // namespace
 
-ModelMetadata metadata_from_strings(const std::map<std::string, std::string>& strings) {
-  ModelMetadata m;
-  const auto version = strings.find(kModelFormatVersionKey);
-  if (version == strings.end())
-    throw Error(std::string("metadata key '") + kModelFormatVersionKey + "' is missing (not a halfserve frozen file?)");
-  if (version->second != std::to_string(kModelFormatVersion))
-    throw Error("unsupported frozen file format version '" + version->second + "' (this build reads version " +
-                std::to_string(kModelFormatVersion) + ")");
+namespace {
 
+BertConfig architecture_from_strings(const std::map<std::string, std::string>& strings) {
   const json arch = parse_key(strings, kArchitectureKey);
   if (!arch.is_object()) throw Error(std::string("metadata ") + kArchitectureKey + " is not a JSON object");
   const auto model_type = field<std::string>(arch, kArchitectureKey, "model_type");
   if (model_type != "bert") throw Error("unsupported model_type '" + model_type + "' (halfserve runs BERT encoders)");
-  BertConfig& c = m.config;
+  BertConfig c;
   c.num_layers = field<int64_t>(arch, kArchitectureKey, "num_layers");
   c.hidden_size = field<int64_t>(arch, kArchitectureKey, "hidden_size");
   c.num_heads = field<int64_t>(arch, kArchitectureKey, "num_heads");
@@ -274,16 +268,23 @@ ModelMetadata metadata_from_strings(const std::map<std::string, std::string>& st
   c.activation = parse_activation(field<std::string>(arch, kArchitectureKey, "activation"));
   c.layer_norm_eps = field<float>(arch, kArchitectureKey, "layer_norm_eps");
   c.validate();
+  return c;
+}
 
+std::vector<Label> labels_from_strings(const std::map<std::string, std::string>& strings) {
+  std::vector<Label> result;
   const json labels = parse_key(strings, kLabelsKey);
   if (!labels.is_array()) throw Error(std::string("metadata ") + kLabelsKey + " is not a JSON array");
   for (const auto& label : labels)
-    m.labels.push_back({field<std::string>(label, kLabelsKey, "name"), field<std::string>(label, kLabelsKey, "mark"),
+    result.push_back({field<std::string>(label, kLabelsKey, "name"), field<std::string>(label, kLabelsKey, "mark"),
                         field_or<bool>(label, kLabelsKey, "capitalize", false)});
+  return result;
+}
 
+TokenizerSettings tokenizer_from_strings(const std::map<std::string, std::string>& strings) {
+  TokenizerSettings t;
   const json tok = parse_key(strings, kTokenizerKey);
   if (!tok.is_object()) throw Error(std::string("metadata ") + kTokenizerKey + " is not a JSON object");
-  TokenizerSettings& t = m.tokenizer;
   t.type = field<std::string>(tok, kTokenizerKey, "type");
   t.do_lower_case = field<bool>(tok, kTokenizerKey, "do_lower_case");
   if (tok.contains("strip_accents") && !tok["strip_accents"].is_null())
@@ -296,35 +297,44 @@ ModelMetadata metadata_from_strings(const std::map<std::string, std::string>& st
   t.pad_token = field<std::string>(tok, kTokenizerKey, "pad_token");
   t.mask_token = field<std::string>(tok, kTokenizerKey, "mask_token");
   t.vocab = field<std::vector<std::string>>(tok, kTokenizerKey, "vocab");
+  return t;
+}
 
+Signature signature_from_json(const json& s) {
+  Signature signature;
+  signature.name = field<std::string>(s, kSignaturesKey, "name");
+  signature.method_name = field<std::string>(s, kSignaturesKey, "method_name");
+  const json& inputs = member(s, kSignaturesKey, "inputs");
+  const json& outputs = member(s, kSignaturesKey, "outputs");
+  if (!inputs.is_object() || !outputs.is_object())
+    throw Error("signature '" + signature.name + "': inputs and outputs must be JSON objects");
+  for (const auto& [name, role] : inputs.items()) {
+    const auto parsed = role.is_string() ? parse_input_role(role.get<std::string>()) : std::nullopt;
+    if (!parsed) throw Error("signature '" + signature.name + "': input '" + name + "' has unknown role " + quote(role));
+    signature.inputs.emplace_back(name, *parsed);
+  }
+  for (const auto& [name, role] : outputs.items()) {
+    const auto parsed = role.is_string() ? parse_output_role(role.get<std::string>()) : std::nullopt;
+    if (!parsed) throw Error("signature '" + signature.name + "': output '" + name + "' has unknown role " + quote(role));
+    signature.outputs.emplace_back(name, *parsed);
+  }
+  if (!signature.input_name(InputRole::input_ids))
+    throw Error("signature '" + signature.name + "' has no input for input_ids");
+  return signature;
+}
+
+std::vector<Signature> signatures_from_strings(const std::map<std::string, std::string>& strings) {
   const json signatures = parse_key(strings, kSignaturesKey);
   if (!signatures.is_array() || signatures.empty())
     throw Error(std::string("metadata ") + kSignaturesKey + " must be a non-empty JSON array");
-  for (const auto& s : signatures) {
-    Signature signature;
-    signature.name = field<std::string>(s, kSignaturesKey, "name");
-    signature.method_name = field<std::string>(s, kSignaturesKey, "method_name");
-    const json& inputs = member(s, kSignaturesKey, "inputs");
-    const json& outputs = member(s, kSignaturesKey, "outputs");
-    if (!inputs.is_object() || !outputs.is_object())
-      throw Error("signature '" + signature.name + "': inputs and outputs must be JSON objects");
-    for (const auto& [name, role] : inputs.items()) {
-      const auto parsed = role.is_string() ? parse_input_role(role.get<std::string>()) : std::nullopt;
-      if (!parsed) throw Error("signature '" + signature.name + "': input '" + name + "' has unknown role " + quote(role));
-      signature.inputs.emplace_back(name, *parsed);
-    }
-    for (const auto& [name, role] : outputs.items()) {
-      const auto parsed = role.is_string() ? parse_output_role(role.get<std::string>()) : std::nullopt;
-      if (!parsed) throw Error("signature '" + signature.name + "': output '" + name + "' has unknown role " + quote(role));
-      signature.outputs.emplace_back(name, *parsed);
-    }
-    if (!signature.input_name(InputRole::input_ids))
-      throw Error("signature '" + signature.name + "' has no input for input_ids");
-    m.signatures.push_back(std::move(signature));
-  }
+  std::vector<Signature> result;
+  for (const auto& s : signatures) result.push_back(signature_from_json(s));
+  return result;
+}
 
+Provenance provenance_from_strings(const std::map<std::string, std::string>& strings) {
+  Provenance p;
   const json prov = parse_key(strings, kProvenanceKey);
-  Provenance& p = m.provenance;
   p.source_format = field<std::string>(prov, kProvenanceKey, "source_format");
   p.source = field<std::string>(prov, kProvenanceKey, "source");
   p.precision = parse_precision(field<std::string>(prov, kProvenanceKey, "precision"));
@@ -334,6 +344,24 @@ ModelMetadata metadata_from_strings(const std::map<std::string, std::string>& st
   const json& report = member(prov, kProvenanceKey, "conversion_report");
   if (!report.is_array()) throw Error(std::string("metadata ") + kProvenanceKey + ": conversion_report must be an array");
   for (const auto& r : report) p.conversion_report.push_back(report_from_json(r));
+  return p;
+}
+
+}  // namespace
+
+ModelMetadata metadata_from_strings(const std::map<std::string, std::string>& strings) {
+  const auto version = strings.find(kModelFormatVersionKey);
+  if (version == strings.end())
+    throw Error(std::string("metadata key '") + kModelFormatVersionKey + "' is missing (not a halfserve frozen file?)");
+  if (version->second != std::to_string(kModelFormatVersion))
+    throw Error("unsupported frozen file format version '" + version->second + "' (this build reads version " +
+                std::to_string(kModelFormatVersion) + ")");
+  ModelMetadata m;
+  m.config = architecture_from_strings(strings);
+  m.labels = labels_from_strings(strings);
+  m.tokenizer = tokenizer_from_strings(strings);
+  m.signatures = signatures_from_strings(strings);
+  m.provenance = provenance_from_strings(strings);
   return m;
 }
 
