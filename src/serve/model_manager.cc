@@ -160,6 +160,30 @@ void ModelManager::poll() {
   for (auto& model : models_) poll_model(*model);
 }
 
+namespace {
+
+// One version read, made ready to serve and warmed up; throws what loading it threw.
+std::shared_ptr<ServedVersion> load_version(const std::string& name, int64_t version, const fs::path& folder,
+                                            const ModelManagerOptions& options) {
+  const std::string path = find_model_file(folder);
+  // Read into memory the server owns: an operator's `cp` or `truncate` over the served file cannot pull pages from
+  // under requests in flight (a mapping would SIGBUS); the next poll loads the new file as a new version.
+  const auto engine = BertModel::from_model(load_frozen_model(path, FileResidence::copied),
+                                            engine_options_for_workers(options.engine, options.batching));
+  auto served = std::make_shared<ServedVersion>(name, version, path, engine, options.batching, options.batching_enabled,
+                                                options.metrics);
+  // Warm-up: the first call creates kernels; it must not be a client's.
+  InputBatch warmup;
+  warmup.batch = 1;
+  warmup.length = std::min<int64_t>(8, engine->config().max_positions);
+  warmup.input_ids.assign(static_cast<size_t>(warmup.length), 0);
+  const bool head = engine->metadata().has_head();
+  served->run(warmup, {head, head, !head, false});
+  return served;
+}
+
+}  // namespace
+
 void ModelManager::poll_model(ModelState& model) {
   auto log = [&](const std::string& line) {
     if (options_.log) options_.log(line);
@@ -193,20 +217,9 @@ void ModelManager::poll_model(ModelState& model) {
     std::shared_ptr<ServedVersion> served;
     VersionStatus status{version, VersionState::available, ServingCode::ok, ""};
     try {
-      const std::string path = find_model_file(folder);
-      // Read into memory the server owns: an operator's `cp` or `truncate` over the served file cannot pull pages
-      // from under requests in flight (a mapping would SIGBUS); the next poll loads the new file as a new version.
-      const auto engine = BertModel::from_model(load_frozen_model(path, FileResidence::copied),
-                                                engine_options_for_workers(options_.engine, options_.batching));
-      served = std::make_shared<ServedVersion>(name, version, path, engine, options_.batching, options_.batching_enabled,
-                                               options_.metrics);
-      // Warm-up: the first call creates kernels; it must not be a client's.
-      InputBatch warmup;
-      warmup.batch = 1;
-      warmup.length = std::min<int64_t>(8, engine->config().max_positions);
-      warmup.input_ids.assign(static_cast<size_t>(warmup.length), 0);
-      served->run(warmup, {engine->metadata().has_head(), engine->metadata().has_head(), !engine->metadata().has_head(), false});
-      log("model " + name + " version " + std::to_string(version) + ": available (" + path + ", " + engine->describe() + ")");
+      served = load_version(name, version, folder, options_);
+      log("model " + name + " version " + std::to_string(version) + ": available (" + served->path() + ", " +
+          served->model().describe() + ")");
     } catch (const std::exception& e) {
       status = {version, VersionState::end, serving_code_of(e) == ServingCode::internal ? ServingCode::unknown : serving_code_of(e),
                 std::string("failed to load: ") + e.what()};
@@ -220,7 +233,13 @@ void ModelManager::poll_model(ModelState& model) {
     entry.served = std::move(served);
   }
 
-  // Unload what the policy no longer wants — but only once what replaces it is serving.
+  unload_unwanted(model, wanted, present, all_wanted_available);
+}
+
+// Unloads what the policy no longer wants — but only once what replaces it is serving.
+void ModelManager::unload_unwanted(ModelState& model, const std::set<int64_t>& wanted, const std::set<int64_t>& present,
+                                   bool all_wanted_available) {
+  const std::string& name = model.config.name;
   std::vector<std::shared_ptr<ServedVersion>> unloading;
   {
     std::lock_guard lock(mutex_);
@@ -235,7 +254,7 @@ void ModelManager::poll_model(ModelState& model) {
   for (auto& version : unloading) {
     const int64_t number = version->version();
     version.reset();  // in-flight requests hold their own reference and finish first
-    log("model " + name + " version " + std::to_string(number) + ": unloaded");
+    if (options_.log) options_.log("model " + name + " version " + std::to_string(number) + ": unloaded");
     std::lock_guard lock(mutex_);
     model.versions[number].status = {number, VersionState::end, ServingCode::ok, ""};
   }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -98,6 +99,8 @@ class ModelManager {
  private:
   struct ModelState;
   void poll_model(ModelState& model);
+  void unload_unwanted(ModelState& model, const std::set<int64_t>& wanted, const std::set<int64_t>& present,
+                       bool all_wanted_available);
 
   ModelManagerOptions options_;
   std::vector<std::unique_ptr<ModelState>> models_;
