@@ -36,7 +36,7 @@ std::vector<T> slice_rows(const std::vector<T>& values, int64_t first_row, int64
 // team is started by it, so inherits it): when inference fills every core, a request that needs no model — an
 // invalid one, a status query — is still answered in milliseconds instead of waiting for a time slice. Under no
 // contention it changes nothing. Raising one's own nice value needs no privilege.
-constexpr int kModelCallNiceness = 10;
+constexpr int kModelCallNiceness = 5;
 
 void lower_this_threads_priority() {
   const auto thread = static_cast<id_t>(gettid());
