@@ -32,23 +32,27 @@ constexpr size_t kMaxQuotedBytes = 64;
 // One input's values, row after row (no name: the bare forms' ids, named after the signature once it is known).
 using Column = NamedInput;
 
-// A JSON value that is not an array or object, as SAX hands it over.
-struct Scalar {
-  const char* type_name;  // JSON's type names, as nlohmann writes them
-  std::optional<int64_t> integer;  // set for an integer, or an integral float small enough to be one
-  std::string text;  // how an error quotes it
-};
-
-Scalar integer_scalar(int64_t value) { return {"number", value, std::to_string(value)}; }
-
 std::string shortened(const std::string& text) {
   return text.size() > kMaxQuotedBytes ? text.substr(0, kMaxQuotedBytes) + "..." : text;
 }
 
-// A JSON string as JSON writes it, cut short ("\"a\"").
-std::string json_quoted(const std::string& text) {
-  return json(shortened(text)).dump(-1, ' ', false, json::error_handler_t::replace);
-}
+// A JSON value that is not an array or object, as SAX hands it over. Its text for an error is made only when an
+// error needs it: an id costs no string.
+struct Scalar {
+  const char* type_name;           // JSON's type names, as nlohmann writes them
+  std::optional<int64_t> integer;  // set for an integer, or an integral float small enough to be one
+  std::string_view text = {};      // the value's own text where SAX gives one ("null", a float, a string's content)
+  bool is_string = false;
+  std::optional<uint64_t> beyond_int64 = std::nullopt;  // an unsigned integer too large for int64
+
+  // How an error quotes the value: a string as JSON writes it, cut short ("\"a\"").
+  std::string shown() const {
+    if (is_string) return json(shortened(std::string(text))).dump(-1, ' ', false, json::error_handler_t::replace);
+    if (!text.empty()) return std::string(text);
+    if (beyond_int64) return std::to_string(*beyond_int64);
+    return integer ? std::to_string(*integer) : std::string(type_name);
+  }
+};
 
 // Where the reader stands: one frame per open array or object.
 enum class Frame {
@@ -65,11 +69,11 @@ class PredictBodyReader {
  public:
   bool null() { return scalar({"null", std::nullopt, "null"}); }
   bool boolean(bool value) { return scalar({"boolean", std::nullopt, value ? "true" : "false"}); }
-  bool number_integer(int64_t value) { return scalar(integer_scalar(value)); }
+  bool number_integer(int64_t value) { return scalar({"number", value}); }
   bool number_unsigned(uint64_t value) {
     if (value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-      return scalar({"number", std::numeric_limits<int64_t>::max(), std::to_string(value)});
-    return scalar(integer_scalar(static_cast<int64_t>(value)));
+      return scalar({"number", std::numeric_limits<int64_t>::max(), {}, false, value});
+    return scalar({"number", static_cast<int64_t>(value)});
   }
   bool number_float(double value, const std::string& text) {
     // 3.0 is an integer; TF Serving accepts it too.
@@ -82,7 +86,7 @@ class PredictBodyReader {
       signature_name_ = std::move(value);
       return true;
     }
-    return scalar({"string", std::nullopt, json_quoted(value)});
+    return scalar({"string", std::nullopt, value, true});
   }
   bool binary(json::binary_t&) { return scalar({"binary", std::nullopt, "binary"}); }
   bool start_object(size_t) { return open(true); }
@@ -202,12 +206,13 @@ class PredictBodyReader {
     return true;
   }
 
+  // The hot path: one call per id, no string made unless the id is refused.
   bool row_value(Open& row, const Scalar& value) {
-    const std::string where = row.where + "[" + std::to_string(row.index) + "]";
-    if (!value.integer) throw InvalidArgument(where + " is not an integer: " + value.text);
+    const auto where = [&] { return row.where + "[" + std::to_string(row.index) + "]"; };
+    if (!value.integer) throw InvalidArgument(where() + " is not an integer: " + value.shown());
     const int64_t number = *value.integer;
     if (number < std::numeric_limits<int32_t>::min() || number > std::numeric_limits<int32_t>::max())
-      throw InvalidArgument(where + " = " + value.text + " is out of int32 range");
+      throw InvalidArgument(where() + " = " + value.shown() + " is out of int32 range");
     columns_[row.column].matrix.values.push_back(static_cast<int32_t>(number));
     ++row.index;
     return true;
