@@ -14,7 +14,7 @@ Starts the server on the shipped Chinese model (a copy), then runs, each bounded
 Only the standard library; prints one JSON document (and progress on stderr).
   python3 scripts/soak.py [--minutes 10] [--clients 64] [--slow 2000] [--idle 1000] [--bodies 20]
 """
-import argparse, http.client, json, os, random, resource, shutil, signal, socket, statistics, subprocess, sys
+import argparse, http.client, json, multiprocessing, os, random, resource, shutil, signal, socket, statistics, subprocess, sys
 import tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,12 +121,15 @@ def invalid_requests():
             ("/v1/models/punct:punctuate", json.dumps({"text": TEXT, "stride": 1}))]
 
 
+VALID_REQUESTS, INVALID_REQUESTS = valid_requests(), invalid_requests()  # encoded once, not per request
+
+
 def measure_latency(port, seconds):
     latencies, failures = [], 0
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     end = time.time() + seconds
     while time.time() < end:
-        for path, body in valid_requests():
+        for path, body in VALID_REQUESTS:
             start = time.perf_counter()
             try:
                 status, _ = request(port, "POST", path, body, connection=connection)
@@ -174,45 +177,58 @@ def maximum_bodies(port, count, max_body):
     return results
 
 
+def soak_client(port, seed, seconds, results):
+    # One client in its own process: 64 threads in one interpreter would queue behind its lock (a 5 ms switch
+    # interval), and that wait, not the server's, would be inside every latency measured.
+    rng = random.Random(seed)
+    valid, invalid = VALID_REQUESTS, INVALID_REQUESTS
+    failures, valid_latencies, invalid_latencies, invalid_statuses = [], [], [], {}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    end = time.time() + seconds
+    while time.time() < end:
+        is_invalid = rng.random() < 0.2
+        path, body = rng.choice(invalid if is_invalid else valid)
+        start = time.perf_counter()
+        try:
+            status, reply = request(port, "POST", path, body, connection=connection)
+        except OSError as error:
+            status, reply = 0, str(error).encode()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        elapsed = time.perf_counter() - start
+        if is_invalid:
+            invalid_latencies.append(elapsed)
+            invalid_statuses[status] = invalid_statuses.get(status, 0) + 1
+        elif status == 200:
+            valid_latencies.append(elapsed)
+        else:
+            failures.append(f"{status} {reply[:200]!r}")
+    results.put(((len(failures), failures[:3]), valid_latencies, invalid_latencies, invalid_statuses))
+
+
 def soak(server, clients, seconds, file_events):
-    stop = threading.Event()
-    lock = threading.Lock()
-    valid_failures, valid_latencies, invalid_latencies, invalid_statuses, rss = [], [], [], {}, []
-    def client(seed):
-        rng = random.Random(seed)
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-        while not stop.is_set():
-            invalid = rng.random() < 0.2
-            path, body = rng.choice(invalid_requests() if invalid else valid_requests())
-            start = time.perf_counter()
-            try:
-                status, reply = request(server.port, "POST", path, body, connection=connection)
-            except OSError as error:
-                status, reply = 0, str(error).encode()
-                connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-            elapsed = time.perf_counter() - start
-            with lock:
-                if invalid:
-                    invalid_latencies.append(elapsed)
-                    invalid_statuses[status] = invalid_statuses.get(status, 0) + 1
-                elif status == 200:
-                    valid_latencies.append(elapsed)
-                else:
-                    valid_failures.append(f"{status} {reply[:200]!r}")
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    [t.start() for t in threads]
-    start = time.time()
-    events = sorted(file_events)
+    results = multiprocessing.get_context("fork").Queue()
+    processes = [multiprocessing.get_context("fork").Process(
+                     target=soak_client, args=(server.port, i, seconds, results)) for i in range(clients)]
+    [p.start() for p in processes]
+    rss, start, events = [], time.time(), sorted(file_events)
     while time.time() - start < seconds:
         time.sleep(min(5, seconds))
         rss.append(round(server.rss_mb(), 1))
         while events and time.time() - start >= events[0][0] * seconds:
             events.pop(0)[1]()
-    stop.set()
-    [t.join() for t in threads]
+    failed, first_failures, valid_latencies, invalid_latencies, invalid_statuses = 0, [], [], [], {}
+    for _ in processes:
+        failures, valid, invalid, statuses = results.get(timeout=300)
+        failed += failures[0]
+        first_failures += failures[1][:3 - len(first_failures)]
+        valid_latencies += valid
+        invalid_latencies += invalid
+        for status, count in statuses.items():
+            invalid_statuses[status] = invalid_statuses.get(status, 0) + count
+    [p.join() for p in processes]
     settled = rss[len(rss) // 5:] or rss  # after the first fifth: caches and arenas filled
     return {"clients": clients, "seconds": seconds, "valid": summary(valid_latencies),
-            "valid_failures": len(valid_failures), "first_failures": valid_failures[:3],
+            "valid_failures": failed, "first_failures": first_failures,
             "invalid": summary(invalid_latencies), "invalid_statuses": invalid_statuses,
             "rss_mb": {"samples": rss, "settled_min": min(settled), "settled_max": max(settled),
                        "settled_spread_percent": round(100 * (max(settled) - min(settled)) / min(settled), 1)}}
