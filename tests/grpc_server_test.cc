@@ -19,6 +19,7 @@
 #include "halfserve/serve/metrics.h"
 #include "halfserve/serve/model_manager.h"
 #include "halfserve/util/error.h"
+#include "inference/grpc_predict_v2.grpc.pb.h"
 #include "tensorflow_serving/apis/model_service.grpc.pb.h"
 #include "tensorflow_serving/apis/prediction_service.grpc.pb.h"
 #include "test_support.h"
@@ -44,6 +45,7 @@ struct ServingFixture {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<tfs::PredictionService::Stub> predictions;
   std::unique_ptr<tfs::ModelService::Stub> model_service;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> inference;
 
   ServingFixture() {
     FrozenModel model = halfserve::testing::tiny_model();
@@ -72,6 +74,7 @@ struct ServingFixture {
     channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port()), grpc::InsecureChannelCredentials());
     predictions = tfs::PredictionService::NewStub(channel);
     model_service = tfs::ModelService::NewStub(channel);
+    inference = inference::GRPCInferenceService::NewStub(channel);
   }
   ~ServingFixture() {
     server->shutdown(std::chrono::milliseconds(1000));
@@ -698,6 +701,139 @@ TEST_F(GrpcServerTest, OneCallThreadServesAndNoneIsRefused) {
   const grpc::Status status = stub->Predict(&context, predict_request(tensorflow::DT_INT32, Encoding::typed), &response);
   EXPECT_TRUE(status.ok()) << status.error_message();
   smallest.shutdown(std::chrono::milliseconds(100));
+}
+
+// The v2 protocol's ModelInfer request for the suite's [2, 5] inputs: typed contents, or raw little-endian bytes.
+inference::ModelInferRequest infer_request(const std::string& datatype, bool raw) {
+  inference::ModelInferRequest request;
+  request.set_model_name("tiny");
+  request.set_id("request-7");
+  const std::pair<const char*, const std::vector<int64_t>*> inputs[] = {
+      {"input_ids", &kIds}, {"attention_mask", &kMask}, {"token_type_ids", &kTypes}};
+  for (const auto& [name, values] : inputs) {
+    auto& tensor = *request.add_inputs();
+    tensor.set_name(name);
+    tensor.set_datatype(datatype);
+    tensor.add_shape(2);
+    tensor.add_shape(5);
+    std::string bytes;
+    for (const int64_t value : *values) {
+      if (datatype == "INT32") {
+        const auto narrow = static_cast<int32_t>(value);
+        if (!raw) tensor.mutable_contents()->add_int_contents(narrow);
+        bytes.append(reinterpret_cast<const char*>(&narrow), sizeof narrow);
+      } else {
+        if (!raw) tensor.mutable_contents()->add_int64_contents(value);
+        bytes.append(reinterpret_cast<const char*>(&value), sizeof value);
+      }
+    }
+    if (raw) request.add_raw_input_contents(bytes);
+  }
+  return request;
+}
+
+grpc::Status model_infer(const inference::ModelInferRequest& request, inference::ModelInferResponse& response,
+                         inference::GRPCInferenceService::Stub& stub) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  return stub.ModelInfer(&context, request, &response);
+}
+
+TEST_F(GrpcServerTest, V2ModelInferMatchesEngineForEveryEncoding) {
+  const OutputBatch expected = reference_run(engine_batch(kIds, kMask, kTypes, 2, 5));
+  const auto labels = static_cast<int64_t>(fixture_->reference->metadata().labels.size());
+  for (const std::string datatype : {"INT32", "INT64"}) {
+    for (const bool raw : {false, true}) {
+      SCOPED_TRACE(datatype + (raw ? " raw" : " contents"));
+      inference::ModelInferResponse response;
+      const grpc::Status status = model_infer(infer_request(datatype, raw), response, *fixture_->inference);
+      ASSERT_TRUE(status.ok()) << status.error_message();
+      EXPECT_EQ(response.model_name(), "tiny");
+      EXPECT_EQ(response.model_version(), "1");
+      EXPECT_EQ(response.id(), "request-7");
+      ASSERT_EQ(response.outputs_size(), 2);
+      ASSERT_EQ(response.raw_output_contents_size(), 2);
+      EXPECT_EQ(response.outputs(0).name(), "logits");
+      EXPECT_EQ(response.outputs(0).datatype(), "FP32");
+      EXPECT_EQ(std::vector<int64_t>(response.outputs(0).shape().begin(), response.outputs(0).shape().end()),
+                (std::vector<int64_t>{2, 5, labels}));
+      std::vector<float> logits(response.raw_output_contents(0).size() / sizeof(float));
+      std::memcpy(logits.data(), response.raw_output_contents(0).data(), logits.size() * sizeof(float));
+      EXPECT_EQ(logits, expected.logits);
+      EXPECT_EQ(response.outputs(1).name(), "label_ids");
+      EXPECT_EQ(response.outputs(1).datatype(), "INT64");
+      std::vector<int64_t> label_ids(response.raw_output_contents(1).size() / sizeof(int64_t));
+      std::memcpy(label_ids.data(), response.raw_output_contents(1).data(), label_ids.size() * sizeof(int64_t));
+      EXPECT_EQ(label_ids, std::vector<int64_t>(expected.label_ids.begin(), expected.label_ids.end()));
+    }
+  }
+}
+
+TEST_F(GrpcServerTest, V2ModelInferErrorsNameTheProblem) {
+  auto& stub = *fixture_->inference;
+  const auto expect_infer_error = [&](const inference::ModelInferRequest& request, grpc::StatusCode code,
+                                      const std::vector<std::string>& fragments) {
+    inference::ModelInferResponse response;
+    expect_error(model_infer(request, response, stub), code, fragments);
+  };
+  auto request = infer_request("INT32", true);
+  request.set_model_name("nope");
+  expect_infer_error(request, grpc::StatusCode::NOT_FOUND, {"nope"});
+  request = infer_request("INT32", true);
+  request.set_model_version("9");
+  expect_infer_error(request, grpc::StatusCode::NOT_FOUND, {"9"});
+  request.set_model_version("latest");
+  expect_infer_error(request, grpc::StatusCode::INVALID_ARGUMENT, {"latest", "version"});
+  request = infer_request("INT32", true);
+  request.mutable_inputs(1)->set_name("segment_mask");
+  expect_infer_error(request, grpc::StatusCode::INVALID_ARGUMENT, {"segment_mask", "input_ids"});
+  request = infer_request("INT32", true);
+  request.mutable_inputs(0)->set_datatype("FP32");
+  expect_infer_error(request, grpc::StatusCode::INVALID_ARGUMENT, {"input_ids", "FP32", "INT32 or INT64"});
+  request = infer_request("INT64", true);
+  request.set_raw_input_contents(0, request.raw_input_contents(0).substr(8));
+  expect_infer_error(request, grpc::StatusCode::INVALID_ARGUMENT, {"input_ids", "72 bytes", "needs 80"});
+  request = infer_request("INT32", false);
+  request.mutable_inputs(0)->set_shape(0, 3);
+  expect_infer_error(request, grpc::StatusCode::INVALID_ARGUMENT, {"input_ids", "10 values", "needs 15"});
+  request = infer_request("INT32", false);
+  request.mutable_inputs(0)->mutable_contents()->set_int_contents(1, 1 << 30);
+  expect_infer_error(request, grpc::StatusCode::INVALID_ARGUMENT, {"input_ids", "1073741824"});
+  request = infer_request("INT32", true);
+  request.add_outputs()->set_name("scores");
+  expect_infer_error(request, grpc::StatusCode::INVALID_ARGUMENT, {"scores"});
+}
+
+TEST_F(GrpcServerTest, V2HealthAndMetadata) {
+  auto& stub = *fixture_->inference;
+  grpc::ClientContext live_context, ready_context, metadata_context, model_ready_context, unknown_context;
+  inference::ServerLiveResponse live;
+  ASSERT_TRUE(stub.ServerLive(&live_context, {}, &live).ok());
+  EXPECT_TRUE(live.live());
+  inference::ServerReadyResponse ready;
+  ASSERT_TRUE(stub.ServerReady(&ready_context, {}, &ready).ok());
+  EXPECT_TRUE(ready.ready());
+  inference::ModelReadyRequest model_ready_request;
+  model_ready_request.set_name("tiny");
+  inference::ModelReadyResponse model_ready;
+  ASSERT_TRUE(stub.ModelReady(&model_ready_context, model_ready_request, &model_ready).ok());
+  EXPECT_TRUE(model_ready.ready());
+  inference::ModelMetadataRequest metadata_request;
+  metadata_request.set_name("tiny");
+  inference::ModelMetadataResponse metadata;
+  ASSERT_TRUE(stub.ModelMetadata(&metadata_context, metadata_request, &metadata).ok());
+  EXPECT_EQ(metadata.name(), "tiny");
+  ASSERT_EQ(metadata.versions_size(), 1);
+  EXPECT_EQ(metadata.versions(0), "1");
+  ASSERT_EQ(metadata.inputs_size(), 3);
+  EXPECT_EQ(metadata.inputs(0).name(), "input_ids");
+  EXPECT_EQ(metadata.inputs(0).datatype(), "INT32");
+  EXPECT_EQ(std::vector<int64_t>(metadata.inputs(0).shape().begin(), metadata.inputs(0).shape().end()),
+            (std::vector<int64_t>{-1, -1}));
+  ASSERT_EQ(metadata.outputs_size(), 2);
+  EXPECT_EQ(metadata.outputs(1).datatype(), "INT64");
+  metadata_request.set_name("nope");
+  expect_error(stub.ModelMetadata(&unknown_context, metadata_request, &metadata), grpc::StatusCode::NOT_FOUND, {"nope"});
 }
 
 }  // namespace

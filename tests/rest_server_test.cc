@@ -243,7 +243,7 @@ TEST(RestServerRoutes, ParsesTfServingPaths) {
   EXPECT_EQ(rest::parse_route("/monitoring/prometheus/metrics").kind, RouteKind::metrics);
   for (const char* bad : {"/", "/v1/models", "/v1/models/", "/v1/models/tiny/", "/v1/models/tiny/versions/x",
                           "/v1/models/tiny/versions/", "/v1/models/tiny/labels/", "/v1/models/tiny:", "/v1/models/tiny:a:b",
-                          "/v1/models/tiny/versions/1/labels/x", "/v1/models/tiny/metadata/x", "/v2/models/tiny"})
+                          "/v1/models/tiny/versions/1/labels/x", "/v1/models/tiny/metadata/x", "/v3/models/tiny"})
     EXPECT_EQ(rest::parse_route(bad).kind, RouteKind::unknown) << bad;
 }
 
@@ -327,6 +327,94 @@ TEST_F(RestServerTest, PredictAnswersExactlyWhatHalfservePredictDoes) {
   const json hidden = post("/v1/models/encoder:predict", R"({"instances": [[101, 791, 102]]})").second;
   EXPECT_EQ(hidden["predictions"][0].size(), 3u);
   EXPECT_EQ(hidden["predictions"][0][0].size(), 32u);
+}
+
+// The v2 protocol's infer for kColumnRequest's inputs, JSON tensors both ways.
+const std::string kV2InferRequest = R"({"id": "r1", "inputs": [
+    {"name": "input_ids", "shape": [2, 4], "datatype": "INT32", "data": [[101, 791, 1921, 102], [101, 1921, 102, 0]]},
+    {"name": "attention_mask", "shape": [2, 4], "datatype": "INT64", "data": [1, 1, 1, 1, 1, 1, 1, 0]}]})";
+
+// Every float of a nested JSON array, in order.
+std::vector<float> flat_floats(const json& values) {
+  std::vector<float> out;
+  if (!values.is_array()) return {values.get<float>()};
+  for (const json& value : values)
+    for (const float f : flat_floats(value)) out.push_back(f);
+  return out;
+}
+
+TEST_F(RestServerTest, V2InferAnswersWhatPredictAnswers) {
+  const json predict = post("/v1/models/tiny:predict", kColumnRequest).second;
+  const auto [status, infer] = post("/v2/models/tiny/infer", kV2InferRequest);
+  ASSERT_EQ(status, 200) << infer.dump();
+  EXPECT_EQ(infer["model_name"], "tiny");
+  EXPECT_EQ(infer["model_version"], "2");
+  EXPECT_EQ(infer["id"], "r1");
+  ASSERT_EQ(infer["outputs"].size(), 2u);
+  EXPECT_EQ(infer["outputs"][0]["name"], "logits");
+  EXPECT_EQ(infer["outputs"][0]["shape"], json::parse("[2, 4, 6]"));
+  EXPECT_EQ(flat_floats(infer["outputs"][0]["data"]), flat_floats(predict["outputs"]["logits"]));
+  EXPECT_EQ(infer["outputs"][1]["datatype"], "INT64");
+  EXPECT_EQ(flat_floats(infer["outputs"][1]["data"]), flat_floats(predict["outputs"]["label_ids"]));
+
+  // A version in the path; binary tensors in and out.
+  const json version1 = post("/v1/models/tiny/versions/1:predict", kColumnRequest).second;
+  const std::string header = R"({"inputs": [{"name": "input_ids", "shape": [2, 4], "datatype": "INT32",
+      "parameters": {"binary_data_size": 32}}, {"name": "attention_mask", "shape": [2, 4], "datatype": "INT32",
+      "data": [1, 1, 1, 1, 1, 1, 1, 0]}], "outputs": [{"name": "logits", "parameters": {"binary_data": true}}]})";
+  const std::vector<int32_t> ids = {101, 791, 1921, 102, 101, 1921, 102, 0};
+  std::string body = header;
+  body.append(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int32_t));
+  httplib::Headers headers = {{"Inference-Header-Content-Length", std::to_string(header.size())}};
+  auto result = client().Post("/v2/models/tiny/versions/1/infer", headers, body, "application/octet-stream");
+  ASSERT_TRUE(result);
+  ASSERT_EQ(result->status, 200) << result->body;
+  EXPECT_EQ(result->get_header_value("Content-Type"), "application/octet-stream");
+  const size_t json_size = std::stoul(result->get_header_value("Inference-Header-Content-Length"));
+  const json reply = json::parse(result->body.substr(0, json_size));
+  EXPECT_EQ(reply["model_version"], "1");
+  ASSERT_EQ(reply["outputs"].size(), 1u);
+  EXPECT_EQ(reply["outputs"][0]["parameters"]["binary_data_size"], 2 * 4 * 6 * 4);
+  std::vector<float> logits((result->body.size() - json_size) / sizeof(float));
+  std::memcpy(logits.data(), result->body.data() + json_size, logits.size() * sizeof(float));
+  EXPECT_EQ(logits, flat_floats(version1["outputs"]["logits"]));
+}
+
+TEST_F(RestServerTest, V2HealthMetadataAndErrors) {
+  const auto [metadata_status, server] = get("/v2");
+  EXPECT_EQ(metadata_status, 200);
+  EXPECT_EQ(server["name"], "halfserve");
+  EXPECT_EQ(server["extensions"], json::parse(R"(["binary_tensor_data"])"));
+  EXPECT_EQ(client().Get("/v2/health/live")->status, 200);
+  EXPECT_EQ(client().Get("/v2/health/ready")->status, 200);
+  EXPECT_EQ(client().Get("/v2/models/tiny/ready")->status, 200);
+  EXPECT_EQ(client().Get("/v2/models/tiny/versions/1/ready")->status, 200);
+  EXPECT_EQ(client().Get("/v2/models/tiny/versions/7/ready")->status, 400);
+  expect_error(get("/v2/models/nope/ready"), 404, "nope");
+
+  const auto [status, model] = get("/v2/models/tiny");
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(model["name"], "tiny");
+  EXPECT_EQ(model["versions"], json::parse(R"(["2", "1"])"));  // newest first, as the model status lists them
+  EXPECT_EQ(model["platform"], "halfserve");
+  EXPECT_EQ(model["inputs"][0], json::parse(R"({"name": "input_ids", "datatype": "INT32", "shape": [-1, -1]})"));
+  EXPECT_EQ(model["outputs"][0], json::parse(R"({"name": "logits", "datatype": "FP32", "shape": [-1, -1, 6]})"));
+  expect_error(get("/v2/models/nope"), 404, "nope");
+
+  expect_error(post("/v2/models/nope/infer", kV2InferRequest), 404, "nope");
+  expect_error(post("/v2/models/tiny/versions/9/infer", kV2InferRequest), 404, "9");
+  expect_error(post("/v2/models/tiny/infer", R"({"inputs": [{"name": "input_ids", "shape": [1, 2], "datatype": "INT32",
+      "data": [101, 50000]}]})"), 400, "50000");
+  expect_error(post("/v2/models/tiny/infer", R"({"inputs": [{"name": "segment_mask", "shape": [1, 2],
+      "datatype": "INT32", "data": [1, 1]}]})"), 400, "segment_mask");
+  expect_error(post("/v2/models/tiny/infer", R"({"inputs": [{"name": "input_ids", "shape": [1, 2], "datatype": "INT32",
+      "data": [101, 102]}, {"name": "input_ids", "shape": [1, 2], "datatype": "INT32", "data": [101, 102]}]})"), 400,
+               "twice");
+  expect_error(post("/v2/models/tiny/infer", "{"), 400, "malformed JSON");
+  auto get_infer = client().Get("/v2/models/tiny/infer");
+  ASSERT_TRUE(get_infer);
+  EXPECT_EQ(get_infer->status, 405);
+  EXPECT_TRUE(Contains(metrics_.prometheus_text(), "API=\"infer\",entrypoint=\"REST\""));
 }
 
 TEST_F(RestServerTest, PunctuateMatchesThePunctuator) {
@@ -447,7 +535,7 @@ TEST_F(RestServerTest, EveryErrorHasItsStatusAndAJsonBody) {
   expect_error(post("/v1/models/tiny:regress", R"({"examples": []})"), 501, "regress");
   expect_error(post("/v1/models/nope:classify", R"({"examples": []})"), 404, "nope");
   expect_error(post("/v1/models/tiny:explode", "{}"), 404, "no route");
-  expect_error(get("/v2/models/tiny"), 404, "no route");
+  expect_error(get("/v3/models/tiny"), 404, "no route");
   expect_error(get("/" + std::string(7000, 'a')), 404, "no route");
 
   auto wrong_method = client().Get("/v1/models/tiny:predict");

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <regex>
 
 #include "halfserve/serve/server.h"
@@ -76,6 +77,13 @@ int64_t total_requests(const std::vector<WireCell>& cells, const std::vector<Con
   return total;
 }
 
+bool is_grpc(WireTarget::Protocol protocol) {
+  return protocol == WireTarget::Protocol::grpc || protocol == WireTarget::Protocol::v2_grpc;
+}
+bool is_v2(WireTarget::Protocol protocol) {
+  return protocol == WireTarget::Protocol::v2_grpc || protocol == WireTarget::Protocol::v2_rest;
+}
+
 // One server for the suite: loading and warming up the model is the slow part.
 class WireBenchServer : public ::testing::TestWithParam<WireTarget::Protocol> {
  protected:
@@ -111,7 +119,7 @@ class WireBenchServer : public ::testing::TestWithParam<WireTarget::Protocol> {
     WireTarget target;
     target.protocol = GetParam();
     target.host = "127.0.0.1";
-    target.port = GetParam() == WireTarget::Protocol::grpc ? server_->grpc_port() : server_->rest_port();
+    target.port = is_grpc(GetParam()) ? server_->grpc_port() : server_->rest_port();
     target.model_name = model;
     target.timeout_seconds = 30;
     return target;
@@ -169,8 +177,12 @@ TEST_P(WireBenchServer, GridAndSweepAreAllServedAndCounted) {
   EXPECT_EQ(served_count(*server_, "tiny", "OK") - ok_before, total_requests(cells, points));
 
   const std::string report = format_wire_report(cells, points, target());
-  EXPECT_TRUE(Contains(report, GetParam() == WireTarget::Protocol::grpc ? "gRPC Predict, grpc://127.0.0.1:"
-                                                                        : "REST :predict, http://127.0.0.1:"));
+  const std::map<WireTarget::Protocol, std::string> names = {
+      {WireTarget::Protocol::grpc, "gRPC Predict, grpc://127.0.0.1:"},
+      {WireTarget::Protocol::rest, "REST :predict, http://127.0.0.1:"},
+      {WireTarget::Protocol::v2_grpc, "v2 gRPC ModelInfer, v2+grpc://127.0.0.1:"},
+      {WireTarget::Protocol::v2_rest, "v2 REST /infer, v2+http://127.0.0.1:"}};
+  EXPECT_TRUE(Contains(report, names.at(GetParam()))) << report;
   EXPECT_TRUE(Contains(report, "model tiny"));
   EXPECT_TRUE(Contains(report, "| length \\ batch | 1 | 4 |\n|---|---|---|\n| len 8 | "));
   EXPECT_TRUE(Contains(report, "\n| len 16 | "));
@@ -213,7 +225,22 @@ TEST_P(WireBenchServer, UnknownModelCountsErrorsWithTheServersCode) {
   EXPECT_TRUE(Contains(report, "- 2 clients: "));
 }
 
+// TF Serving's protocols address a signature by name; the v2 protocol has none and serves the default signature, so
+// the other signature's input name is refused there.
 TEST_P(WireBenchServer, ReachesANamedSignatureByItsInputName) {
+  if (is_v2(GetParam())) {
+    WireTarget other = target();
+    other.input_name = "input";
+    WireGridOptions grid_options = short_grid();
+    grid_options.lengths = {8};
+    grid_options.batches = {3};
+    grid_options.seconds_per_cell = 0;
+    const std::vector<WireCell> cells = run_wire_grid(other, grid_options);
+    EXPECT_EQ(cells[0].errors, cells[0].requests);
+    EXPECT_TRUE(Contains(cells[0].first_error, "INVALID_ARGUMENT"));
+    EXPECT_TRUE(Contains(cells[0].first_error, "'input'"));
+    return;
+  }
   WireTarget named = target();
   named.signature_name = "ac_forward";
   named.input_name = "input";
@@ -245,12 +272,21 @@ TEST_P(WireBenchServer, NothingListeningCountsTransportErrors) {
   ASSERT_EQ(cells.size(), 1u);
   EXPECT_EQ(cells[0].errors, cells[0].requests);
   EXPECT_TRUE(Contains(cells[0].first_error,
-                       GetParam() == WireTarget::Protocol::grpc ? "gRPC UNAVAILABLE" : "REST transport error"));
+                       is_grpc(GetParam()) ? "gRPC UNAVAILABLE" : "REST transport error"));
 }
 
 INSTANTIATE_TEST_SUITE_P(WireBenchProtocols, WireBenchServer,
-                         ::testing::Values(WireTarget::Protocol::rest, WireTarget::Protocol::grpc),
-                         [](const auto& info) { return info.param == WireTarget::Protocol::grpc ? "grpc" : "rest"; });
+                         ::testing::Values(WireTarget::Protocol::rest, WireTarget::Protocol::grpc,
+                                           WireTarget::Protocol::v2_rest, WireTarget::Protocol::v2_grpc),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case WireTarget::Protocol::grpc: return "grpc";
+                             case WireTarget::Protocol::rest: return "rest";
+                             case WireTarget::Protocol::v2_grpc: return "v2_grpc";
+                             case WireTarget::Protocol::v2_rest: return "v2_rest";
+                           }
+                           return "unknown";
+                         });
 
 TEST(WireBenchTarget, ParsesGrpcAndHttpUrls) {
   WireTarget target = parse_wire_target("grpc://localhost:8500", "punct");
@@ -274,6 +310,14 @@ TEST(WireBenchTarget, ParsesGrpcAndHttpUrls) {
   EXPECT_EQ(target.host, "::1");
   EXPECT_EQ(target.port, 8600);
   EXPECT_EQ(wire_target_url(target), "grpc://[::1]:8600");
+
+  target = parse_wire_target("v2+http://serving/", "m");
+  EXPECT_EQ(target.protocol, WireTarget::Protocol::v2_rest);
+  EXPECT_EQ(target.port, 8501);
+  EXPECT_EQ(wire_target_url(target), "v2+http://serving:8501");
+  target = parse_wire_target("v2+grpc://serving", "m");
+  EXPECT_EQ(target.protocol, WireTarget::Protocol::v2_grpc);
+  EXPECT_EQ(target.port, 8500);
 }
 
 TEST(WireBenchTarget, RejectsMalformedUrls) {
@@ -285,7 +329,7 @@ TEST(WireBenchTarget, RejectsMalformedUrls) {
       EXPECT_TRUE(Contains(error.what(), fragment)) << url;
     }
   };
-  expect_rejected("localhost:8500", "m", "grpc:// or http://");
+  expect_rejected("localhost:8500", "m", "must start with grpc://, http://, v2+grpc:// or v2+http://");
   expect_rejected("https://localhost:8501", "m", "https");
   expect_rejected("http://localhost:8501/v1/models/m", "m", "without a path");
   expect_rejected("grpc://localhost:", "m", "port ''");

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <chrono>
 #include <iomanip>
 #include <latch>
@@ -17,6 +18,7 @@
 #include "halfserve/bench/latency_grid.h"
 #include "halfserve/util/status_code.h"
 #include "halfserve/util/error.h"
+#include "inference/grpc_predict_v2.grpc.pb.h"
 #include "tensorflow_serving/apis/prediction_service.grpc.pb.h"
 
 namespace halfserve {
@@ -53,6 +55,37 @@ std::string rest_body(const WireTarget& target, int64_t batch, int64_t length, c
   return body.dump();
 }
 
+// The v2 protocol's infer body with a JSON tensor, as tritonclient sends it with binary_data=False: INT32
+// [batch, length], row-major; JSON outputs, like TF Serving's REST replies.
+std::string v2_rest_body(const WireTarget& target, int64_t batch, int64_t length, const std::vector<int32_t>& ids) {
+  nlohmann::json input = {{"name", target.input_name}, {"shape", {batch, length}}, {"datatype", "INT32"}, {"data", ids}};
+  return nlohmann::json{{"inputs", nlohmann::json::array({std::move(input)})}}.dump();
+}
+
+std::string little_endian_ids(const std::vector<int32_t>& ids) {
+  std::string content;
+  content.reserve(ids.size() * 4);
+  for (const int32_t id : ids) {
+    const auto bits = static_cast<uint32_t>(id);
+    for (int shift = 0; shift < 32; shift += 8) content.push_back(static_cast<char>((bits >> shift) & 0xff));
+  }
+  return content;
+}
+
+// ModelInfer with the ids as raw_input_contents, as tritonclient sends them.
+inference::ModelInferRequest v2_grpc_request(const WireTarget& target, int64_t batch, int64_t length,
+                                             const std::vector<int32_t>& ids) {
+  inference::ModelInferRequest request;
+  request.set_model_name(target.model_name);
+  auto& input = *request.add_inputs();
+  input.set_name(target.input_name);
+  input.set_datatype("INT32");
+  input.add_shape(batch);
+  input.add_shape(length);
+  request.add_raw_input_contents(little_endian_ids(ids));
+  return request;
+}
+
 // DT_INT32 [batch, length] as little-endian tensor_content, the compact form TF's own clients send.
 tfs::PredictRequest grpc_request(const WireTarget& target, int64_t batch, int64_t length, const std::vector<int32_t>& ids) {
   tfs::PredictRequest request;
@@ -62,29 +95,26 @@ tfs::PredictRequest grpc_request(const WireTarget& target, int64_t batch, int64_
   tensor.set_dtype(tensorflow::DT_INT32);
   tensor.mutable_tensor_shape()->add_dim()->set_size(batch);
   tensor.mutable_tensor_shape()->add_dim()->set_size(length);
-  std::string content;
-  content.reserve(ids.size() * 4);
-  for (const int32_t id : ids) {
-    const auto bits = static_cast<uint32_t>(id);
-    for (int shift = 0; shift < 32; shift += 8) content.push_back(static_cast<char>((bits >> shift) & 0xff));
-  }
-  tensor.set_tensor_content(std::move(content));
+  tensor.set_tensor_content(little_endian_ids(ids));
   return request;
 }
 
 // Built once per cell or point, outside the timed loop; only the target's protocol is filled.
 struct PreparedRequest {
-  std::string rest_body;
+  std::string rest_body;  // TF Serving's or the v2 protocol's, by the target's protocol
   tfs::PredictRequest grpc;
+  inference::ModelInferRequest v2_grpc;
 };
 
 PreparedRequest prepare_request(const WireTarget& target, int64_t batch, int64_t length, int64_t max_id, uint64_t seed) {
   const std::vector<int32_t> ids = random_ids(batch * length, max_id, seed);
   PreparedRequest request;
-  if (target.protocol == WireTarget::Protocol::rest)
-    request.rest_body = rest_body(target, batch, length, ids);
-  else
-    request.grpc = grpc_request(target, batch, length, ids);
+  switch (target.protocol) {
+    case WireTarget::Protocol::rest: request.rest_body = rest_body(target, batch, length, ids); break;
+    case WireTarget::Protocol::grpc: request.grpc = grpc_request(target, batch, length, ids); break;
+    case WireTarget::Protocol::v2_rest: request.rest_body = v2_rest_body(target, batch, length, ids); break;
+    case WireTarget::Protocol::v2_grpc: request.v2_grpc = v2_grpc_request(target, batch, length, ids); break;
+  }
   return request;
 }
 
@@ -124,10 +154,13 @@ class PredictClient {
   virtual std::optional<std::string> send(const PreparedRequest& request) = 0;
 };
 
+// TF Serving's :predict or the v2 protocol's /infer: one JSON POST either way.
 class RestPredictClient : public PredictClient {
  public:
   explicit RestPredictClient(const WireTarget& target)
-      : client_(target.host, target.port), path_("/v1/models/" + target.model_name + ":predict") {
+      : client_(target.host, target.port),
+        path_(target.protocol == WireTarget::Protocol::v2_rest ? "/v2/models/" + target.model_name + "/infer"
+                                                                : "/v1/models/" + target.model_name + ":predict") {
     const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::duration<double>(target.timeout_seconds));
     client_.set_keep_alive(true);
     // cpp-httplib writes headers and body separately: with Nagle's algorithm the body waits for the server's
@@ -151,39 +184,58 @@ class RestPredictClient : public PredictClient {
   std::string path_;
 };
 
+// A channel of its own to the target: channels to one target share a connection by default; each client thread
+// must have its own, as separate client processes would.
+std::shared_ptr<grpc::Channel> own_channel(const WireTarget& target) {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(-1);  // a big batch's logits exceed gRPC's 4 MiB default
+  arguments.SetMaxSendMessageSize(-1);
+  arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  const std::string address = target.host.find(':') != std::string::npos ? "[" + target.host + "]" : target.host;
+  return grpc::CreateCustomChannel(address + ":" + std::to_string(target.port), grpc::InsecureChannelCredentials(),
+                                   arguments);
+}
+
+std::optional<std::string> grpc_error(const grpc::Status& status) {
+  if (status.ok()) return std::nullopt;
+  // ServingCode uses gRPC's numbers.
+  return "gRPC " + std::string(serving_code_name(static_cast<ServingCode>(status.error_code()))) + ": " +
+         status.error_message();
+}
+
+// TF Serving's PredictionService/Predict or the v2 protocol's GRPCInferenceService/ModelInfer.
 class GrpcPredictClient : public PredictClient {
  public:
   explicit GrpcPredictClient(const WireTarget& target) : timeout_(target.timeout_seconds) {
-    grpc::ChannelArguments arguments;
-    arguments.SetMaxReceiveMessageSize(-1);  // a big batch's logits exceed gRPC's 4 MiB default
-    arguments.SetMaxSendMessageSize(-1);
-    // Channels to one target share a connection by default; each client thread must have its own, as
-    // separate client processes would.
-    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    const std::string address = target.host.find(':') != std::string::npos ? "[" + target.host + "]" : target.host;
-    stub_ = tfs::PredictionService::NewStub(grpc::CreateCustomChannel(
-        address + ":" + std::to_string(target.port), grpc::InsecureChannelCredentials(), arguments));
+    const auto channel = own_channel(target);
+    if (target.protocol == WireTarget::Protocol::v2_grpc) v2_stub_ = inference::GRPCInferenceService::NewStub(channel);
+    else stub_ = tfs::PredictionService::NewStub(channel);
   }
 
   std::optional<std::string> send(const PreparedRequest& request) override {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::duration_cast<std::chrono::system_clock::duration>(timeout_));
+    if (v2_stub_) {
+      inference::ModelInferResponse response;
+      return grpc_error(v2_stub_->ModelInfer(&context, request.v2_grpc, &response));
+    }
     tfs::PredictResponse response;
-    const grpc::Status status = stub_->Predict(&context, request.grpc, &response);
-    if (status.ok()) return std::nullopt;
-    // ServingCode uses gRPC's numbers.
-    return "gRPC " + std::string(serving_code_name(static_cast<ServingCode>(status.error_code()))) + ": " +
-           status.error_message();
+    return grpc_error(stub_->Predict(&context, request.grpc, &response));
   }
 
  private:
   std::chrono::duration<double> timeout_;
   std::unique_ptr<tfs::PredictionService::Stub> stub_;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> v2_stub_;
 };
 
+bool is_rest(WireTarget::Protocol protocol) {
+  return protocol == WireTarget::Protocol::rest || protocol == WireTarget::Protocol::v2_rest;
+}
+
 std::unique_ptr<PredictClient> make_client(const WireTarget& target) {
-  if (target.protocol == WireTarget::Protocol::rest) return std::make_unique<RestPredictClient>(target);
+  if (is_rest(target.protocol)) return std::make_unique<RestPredictClient>(target);
   return std::make_unique<GrpcPredictClient>(target);
 }
 
@@ -242,8 +294,25 @@ std::string format_rate(double per_second) {
 }
 
 std::string protocol_name(WireTarget::Protocol protocol) {
-  return protocol == WireTarget::Protocol::grpc ? "gRPC Predict" : "REST :predict";
+  switch (protocol) {
+    case WireTarget::Protocol::grpc: return "gRPC Predict";
+    case WireTarget::Protocol::rest: return "REST :predict";
+    case WireTarget::Protocol::v2_rest: return "v2 REST /infer";
+    case WireTarget::Protocol::v2_grpc: return "v2 gRPC ModelInfer";
+  }
+  return "";
 }
+
+// The URL schemes of --target, by protocol.
+struct Scheme {
+  const char* prefix;
+  WireTarget::Protocol protocol;
+  int default_port;
+};
+constexpr Scheme kSchemes[] = {{"grpc://", WireTarget::Protocol::grpc, kDefaultGrpcPort},
+                               {"http://", WireTarget::Protocol::rest, kDefaultRestPort},
+                               {"v2+http://", WireTarget::Protocol::v2_rest, kDefaultRestPort},
+                               {"v2+grpc://", WireTarget::Protocol::v2_grpc, kDefaultGrpcPort}};
 
 // Distinct values in first-seen order: the table keeps the order the grid ran in.
 std::vector<int64_t> distinct(const std::vector<WireCell>& cells, int64_t WireCell::*field) {
@@ -333,18 +402,15 @@ int parse_port(const std::string& text, const std::string& url) {
 WireTarget parse_wire_target(const std::string& url, const std::string& model_name) {
   WireTarget target;
   std::string rest;
-  if (url.rfind("grpc://", 0) == 0) {
-    target.protocol = WireTarget::Protocol::grpc;
-    target.port = kDefaultGrpcPort;
-    rest = url.substr(7);
-  } else if (url.rfind("http://", 0) == 0) {
-    target.protocol = WireTarget::Protocol::rest;
-    target.port = kDefaultRestPort;
-    rest = url.substr(7);
-    if (!rest.empty() && rest.back() == '/') rest.pop_back();
-  } else {
-    throw InvalidArgument("target '" + url + "' must start with grpc:// or http:// (https is not supported)");
-  }
+  const Scheme* scheme = std::find_if(std::begin(kSchemes), std::end(kSchemes),
+                                      [&](const Scheme& s) { return url.rfind(s.prefix, 0) == 0; });
+  if (scheme == std::end(kSchemes))
+    throw InvalidArgument("target '" + url + "' must start with grpc://, http://, v2+grpc:// or v2+http:// (https is "
+                          "not supported)");
+  target.protocol = scheme->protocol;
+  target.port = scheme->default_port;
+  rest = url.substr(std::strlen(scheme->prefix));
+  if (is_rest(target.protocol) && !rest.empty() && rest.back() == '/') rest.pop_back();
   if (rest.find('/') != std::string::npos)
     throw InvalidArgument("target '" + url + "' must be scheme://host[:port], without a path");
   size_t port_separator = std::string::npos;
@@ -371,7 +437,9 @@ WireTarget parse_wire_target(const std::string& url, const std::string& model_na
 
 std::string wire_target_url(const WireTarget& target) {
   const std::string host = target.host.find(':') != std::string::npos ? "[" + target.host + "]" : target.host;
-  return std::string(target.protocol == WireTarget::Protocol::grpc ? "grpc://" : "http://") + host + ":" +
+  const Scheme* scheme = std::find_if(std::begin(kSchemes), std::end(kSchemes),
+                                      [&](const Scheme& s) { return s.protocol == target.protocol; });
+  return std::string(scheme->prefix) + host + ":" +
          std::to_string(target.port);
 }
 

@@ -9,6 +9,8 @@
 #include "halfserve/serve/model_manager.h"
 #include "halfserve/serve/predict_json.h"
 #include "halfserve/serve/serving_error.h"
+#include "serve/grpc_call_recorder.h"
+#include "serve/grpc_inference_service.h"
 #include "serve/request_threads.h"
 #include "serve/tensor_proto_io.h"
 #include "tensorflow_serving/apis/model_service.grpc.pb.h"
@@ -123,36 +125,6 @@ void get_model_status(ModelManager& models, const tfs::GetModelStatusRequest& re
   }
 }
 
-// Runs one call and records it in TF Serving's request count and latency metrics. Every failure becomes the
-// gRPC status with the same code (ServingCode uses gRPC's numbers) and the message naming the problem.
-class CallRecorder {
- public:
-  CallRecorder(const ModelManager& models, ServingMetrics& metrics) : models_(models), metrics_(metrics) {}
-
-  template <typename Call>
-  grpc::Status run(const std::string& model_name, const std::string& api, Call&& call) const {
-    const auto started = std::chrono::steady_clock::now();
-    ServingCode code = ServingCode::ok;
-    std::string message;
-    try {
-      call();
-    } catch (const std::exception& error) {
-      code = serving_code_of(error);
-      message = error.what();
-    }
-    const std::string label = models_.metrics_label(model_name);
-    metrics_.count_request(label, std::string(serving_code_name(code)));
-    const std::chrono::duration<double, std::micro> elapsed = std::chrono::steady_clock::now() - started;
-    metrics_.observe_latency(label, api, "GRPC", elapsed.count());
-    if (code == ServingCode::ok) return grpc::Status::OK;
-    return grpc::Status(static_cast<grpc::StatusCode>(code), message);
-  }
-
- private:
-  const ModelManager& models_;
-  ServingMetrics& metrics_;
-};
-
 // A call that blocks (Predict waits for its batch) runs on a call thread; gRPC's callback threads only hand it
 // over, so a burst of calls waits in the queue instead of failing for want of threads.
 class PredictionService final : public tfs::PredictionService::CallbackService {
@@ -222,13 +194,15 @@ struct GrpcServer::Impl {
         max_message_bytes(max_message_bytes),
         calls(static_cast<size_t>(max_threads), kMaxWaitingCalls),
         prediction_service(models, metrics, max_message_bytes, calls),
-        model_service(models, metrics) {}
+        model_service(models, metrics),
+        inference_service(models, metrics, max_message_bytes, calls, kMaxWaitingCalls) {}
 
   std::string address;
   size_t max_message_bytes;
   RequestThreads calls;
   PredictionService prediction_service;
   ModelService model_service;
+  GrpcInferenceService inference_service;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   bool stopped = false;
@@ -252,6 +226,7 @@ void GrpcServer::start() {
   builder.AddListeningPort(impl_->address, grpc::InsecureServerCredentials(), &impl_->port);
   builder.RegisterService(&impl_->prediction_service);
   builder.RegisterService(&impl_->model_service);
+  builder.RegisterService(&impl_->inference_service);
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || impl_->port == 0) {
     impl_->server.reset();

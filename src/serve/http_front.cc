@@ -106,6 +106,12 @@ void raise_descriptor_limit(size_t wanted) {
 
 }  // namespace
 
+std::string request_header(const HttpRequest& request, std::string_view name) {
+  for (const auto& [header_name, value] : request.headers)
+    if (header_name == name) return value;
+  return "";
+}
+
 // One request on a connection, from its headers to its reply.
 struct Exchange {
   enum class Stage { reading, handling, replying, answered };
@@ -227,6 +233,10 @@ MHD_Result HttpFront::Impl::begin(MHD_Connection* connection, const char* url, c
   exchange->request.method = method;
   exchange->request.path = url;
   exchange->request.remote = peer_address(connection);
+  for (const std::string& name : options_.request_headers) {
+    const char* value = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, name.c_str());
+    if (value != nullptr) exchange->request.headers.emplace_back(name, value);
+  }
   exchange->multipart = starts_with_ignoring_case(header(connection, MHD_HTTP_HEADER_CONTENT_TYPE), "multipart/");
   exchange->body = std::make_unique<HttpBody>(header(connection, MHD_HTTP_HEADER_CONTENT_ENCODING),
                                               exchange->request.method == "POST" && !exchange->multipart,

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,9 +31,14 @@ struct HttpRequest {
   std::string path;    // without the query string
   std::string remote;  // the peer's address
   std::string body;    // a POST's decoded body (other methods' bodies are read and dropped)
+  // The headers HttpFrontOptions::request_headers names, those the request sent (name as listed there, value).
+  std::vector<std::pair<std::string, std::string>> headers;
   size_t body_bytes = 0;          // decoded bytes received, kept or not
   std::exception_ptr body_error;  // an HttpError (400, 413, 415) when the body could not be taken
 };
+
+// The value of a header HttpFrontOptions::request_headers names; "" when the request did not send it.
+std::string request_header(const HttpRequest& request, std::string_view name);
 
 struct HttpReply {
   int status = 200;
@@ -51,6 +57,8 @@ struct HttpFrontOptions {
   size_t request_threads = 1000;    // requests handled at once (started on demand); more wait in turn
   size_t max_connections = 10000;   // open connections served; up to 256 more get 503 and are closed
   unsigned idle_timeout_seconds = 30;  // a connection with no traffic for this long is closed
+  // Request headers the handler reads (HttpRequest::headers); others stay with the transport.
+  std::vector<std::string> request_headers;
   // Runs on a request thread; what it throws becomes a 500.
   std::function<HttpReply(const HttpRequest&)> handle;
   // After the reply has been sent (or the connection lost), with the time since the request's headers arrived.

@@ -8,30 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "halfserve/util/error.h"
+#include "serve/json_numbers.h"
 
 namespace halfserve {
 
 using nlohmann::json;
 
 namespace {
-
-void append_float(std::string& out, float value) {
-  if (!std::isfinite(value)) {
-    out += "null";
-    return;
-  }
-  char buffer[32];
-  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-  out.append(buffer, result.ptr);
-  // Keep floats recognisable as floats ("7.0", "-0.0"), as TF Serving writes them.
-  if (std::find_if(buffer, result.ptr, [](char c) { return c == '.' || c == 'e'; }) == result.ptr) out += ".0";
-}
-
-void append_int(std::string& out, int64_t value) {
-  char buffer[24];
-  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
-  out.append(buffer, result.ptr);
-}
 
 // Writes rows [first, first+count) of a [batch, length, width] tensor (width 0: [batch, length] label ids).
 template <typename T>
@@ -44,15 +27,15 @@ void append_tensor(std::string& out, const std::vector<T>& values, int64_t first
     for (int64_t t = 0; t < length; ++t) {
       if (t > 0) out += ',';
       if (width == 0) {
-        append_int(out, static_cast<int64_t>(values[static_cast<size_t>(b * length + t)]));
+        append_json_int(out, static_cast<int64_t>(values[static_cast<size_t>(b * length + t)]));
         continue;
       }
       out += '[';
       const T* row = values.data() + (b * length + t) * width;
       for (int64_t w = 0; w < width; ++w) {
         if (w > 0) out += ',';
-        if constexpr (std::is_floating_point_v<T>) append_float(out, row[w]);
-        else append_int(out, row[w]);
+        if constexpr (std::is_floating_point_v<T>) append_json_float(out, row[w]);
+        else append_json_int(out, row[w]);
       }
       out += ']';
     }

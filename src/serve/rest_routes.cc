@@ -7,6 +7,7 @@ namespace halfserve::rest {
 namespace {
 
 constexpr std::string_view kModelsPrefix = "/v1/models/";
+constexpr std::string_view kV2ModelsPrefix = "/v2/models/";
 
 bool consume(std::string_view& text, std::string_view prefix) {
   if (text.substr(0, prefix.size()) != prefix) return false;
@@ -26,6 +27,17 @@ bool all_digits(std::string_view text) {
   if (text.empty()) return false;
   for (const char c : text)
     if (c < '0' || c > '9') return false;
+  return true;
+}
+
+// The V of /versions/V: digits (more than int64 holds is an error the caller reports); false for anything else.
+bool take_version(std::string_view& rest, Route& route) {
+  const std::string_view digits = take_segment(rest);
+  if (!all_digits(digits)) return false;
+  int64_t version = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), version);
+  if (error != std::errc() || end != digits.data() + digits.size()) route.version_too_large = true;
+  else route.version = version;
   return true;
 }
 
@@ -53,12 +65,7 @@ Route parse_model_route(std::string_view rest) {
   if (name.empty()) return {};
   route.model = std::string(name);
   if (consume(rest, "/versions/")) {
-    const std::string_view digits = take_segment(rest);
-    if (!all_digits(digits)) return {};
-    int64_t version = 0;
-    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), version);
-    if (error != std::errc() || end != digits.data() + digits.size()) route.version_too_large = true;
-    else route.version = version;
+    if (!take_version(rest, route)) return {};
   } else if (consume(rest, "/labels/")) {
     const std::string_view label = take_segment(rest);
     if (label.empty()) return {};
@@ -68,17 +75,40 @@ Route parse_model_route(std::string_view rest) {
   return route;
 }
 
+// NAME[/versions/V] then nothing (metadata), "/ready" or "/infer". The protocol's versions are strings; halfserve's
+// are numbers, so other text matches no route.
+Route parse_v2_model_route(std::string_view rest) {
+  Route route;
+  const std::string_view name = take_segment(rest);
+  if (name.empty()) return {};
+  route.model = std::string(name);
+  if (consume(rest, "/versions/")) {
+    if (!take_version(rest, route)) return {};
+  }
+  if (rest.empty()) route.kind = RouteKind::v2_model_metadata;
+  else if (rest == "/ready") route.kind = RouteKind::v2_model_ready;
+  else if (rest == "/infer") route.kind = RouteKind::v2_infer;
+  else return {};
+  return route;
+}
+
 }  // namespace
 
 Route parse_route(std::string_view path) {
   if (consume(path, kModelsPrefix)) return parse_model_route(path);
+  if (consume(path, kV2ModelsPrefix)) return parse_v2_model_route(path);
   Route route;
-  if (path == "/healthz") route.kind = RouteKind::liveness;
+  if (path == "/v2" || path == "/v2/") route.kind = RouteKind::v2_server_metadata;
+  else if (path == "/v2/health/live") route.kind = RouteKind::v2_live;
+  else if (path == "/v2/health/ready") route.kind = RouteKind::v2_ready;
+  else if (path == "/healthz") route.kind = RouteKind::liveness;
   else if (path == "/readyz") route.kind = RouteKind::readiness;
   else if (path == "/monitoring/prometheus/metrics") route.kind = RouteKind::metrics;
   return route;
 }
 
-std::string_view route_method(RouteKind kind) { return kind == RouteKind::model_verb ? "POST" : "GET"; }
+std::string_view route_method(RouteKind kind) {
+  return kind == RouteKind::model_verb || kind == RouteKind::v2_infer ? "POST" : "GET";
+}
 
 }  // namespace halfserve::rest

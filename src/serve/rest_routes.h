@@ -5,7 +5,8 @@
 #include <string>
 #include <string_view>
 
-// The REST server's routes: TF Serving's /v1/models/... paths plus health and metrics. Kept apart from the HTTP
+// The REST server's routes: TF Serving's /v1/models/... paths, the Open Inference Protocol's /v2/... paths, health
+// and metrics. Kept apart from the HTTP
 // library so the grammar can be tested on its own.
 namespace halfserve::rest {
 
@@ -17,6 +18,12 @@ enum class RouteKind : uint8_t {
   model_status,    // GET /v1/models/NAME[/versions/V|/labels/L]
   model_metadata,  // GET /v1/models/NAME[/versions/V|/labels/L]/metadata
   model_verb,      // POST /v1/models/NAME[/versions/V|/labels/L]:VERB
+  v2_server_metadata,  // GET /v2
+  v2_live,             // GET /v2/health/live
+  v2_ready,            // GET /v2/health/ready
+  v2_model_metadata,   // GET /v2/models/NAME[/versions/V]
+  v2_model_ready,      // GET /v2/models/NAME[/versions/V]/ready
+  v2_infer,            // POST /v2/models/NAME[/versions/V]/infer
 };
 
 struct Route {

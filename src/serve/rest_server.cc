@@ -12,6 +12,7 @@
 #include "serve/rest_model_json.h"
 #include "serve/rest_punctuate.h"
 #include "serve/rest_routes.h"
+#include "serve/rest_v2.h"
 
 namespace halfserve {
 
@@ -25,6 +26,7 @@ constexpr size_t kDefaultRequestThreads = 1000;
 
 constexpr const char* kJsonType = "application/json";
 constexpr const char* kPrometheusType = "text/plain; version=0.0.4; charset=utf-8";
+constexpr const char* kBinaryType = "application/octet-stream";
 
 std::string json_text(const ordered_json& document) {
   return document.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
@@ -36,6 +38,7 @@ struct Reply {
   std::string body;
   std::string content_type = kJsonType;
   std::string allow;  // the Allow header of a 405
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 Reply reply_with(int status, ServingCode code, std::string body, std::string content_type = kJsonType) {
@@ -76,6 +79,21 @@ struct AccessRecord {
   std::optional<int64_t> version;
 };
 
+bool is_model_route(rest::RouteKind kind) {
+  switch (kind) {
+    case rest::RouteKind::model_status:
+    case rest::RouteKind::model_metadata:
+    case rest::RouteKind::model_verb:
+    case rest::RouteKind::v2_model_metadata:
+    case rest::RouteKind::v2_model_ready:
+    case rest::RouteKind::v2_infer: return true;
+    default: return false;
+  }
+}
+
+// The v2 protocol's health answers: the status code is the answer, the body empty; 4xx for false.
+Reply v2_health(bool healthy) { return reply_with(healthy ? 200 : 400, ServingCode::ok, "", "text/plain"); }
+
 bool method_allows(std::string_view method, std::string_view allowed) {
   return method == allowed || (allowed == "GET" && method == "HEAD");
 }
@@ -88,6 +106,9 @@ std::optional<std::string> api_name(const rest::Route& route) {
       if (route.verb == "predict" || route.verb == "punctuate" || route.verb == "classify" || route.verb == "regress")
         return route.verb;
       return std::nullopt;
+    case rest::RouteKind::v2_model_metadata: return "model_metadata";
+    case rest::RouteKind::v2_model_ready: return "model_ready";
+    case rest::RouteKind::v2_infer: return "infer";
     default: return std::nullopt;
   }
 }
@@ -110,6 +131,7 @@ class RestServer::Impl {
   Reply route(const HttpRequest& request, AccessRecord& record);
   Reply model_request(const rest::Route& route, const std::string& api, const HttpRequest& request, AccessRecord& record);
   Reply run_model_api(const rest::Route& route, const HttpRequest& request, AccessRecord& record);
+  Reply run_v2_model_api(const rest::Route& route, const HttpRequest& request, AccessRecord& record);
   std::shared_ptr<ServedVersion> find(const rest::Route& route, AccessRecord& record);
   Reply readiness() const;
   std::string unready_models() const;
@@ -130,6 +152,7 @@ HttpFrontOptions RestServer::Impl::front_options() {
   front.request_threads = options_.threads > 0 ? static_cast<size_t>(options_.threads) : kDefaultRequestThreads;
   front.max_connections = options_.max_connections;
   front.idle_timeout_seconds = static_cast<unsigned>(std::max(1, options_.keep_alive_seconds));
+  front.request_headers = {rest::kInferenceHeaderLength};
   front.handle = [this](const HttpRequest& request) { return handle(request); };
   if (options_.access_log)
     front.completed = [this](const HttpRequest& request, const HttpReply& reply, std::chrono::microseconds latency) {
@@ -151,6 +174,7 @@ HttpReply RestServer::Impl::handle(const HttpRequest& request) {
   http.content_type = std::move(reply.content_type);
   http.body = std::move(reply.body);
   if (!reply.allow.empty()) http.headers.emplace_back("Allow", reply.allow);
+  for (auto& header : reply.headers) http.headers.push_back(std::move(header));
   http.model = std::move(record.model);
   http.version = record.version;
   return http;
@@ -160,14 +184,15 @@ Reply RestServer::Impl::route(const HttpRequest& request, AccessRecord& record) 
   const std::exception_ptr& body_error = request.body_error;
   const rest::Route route = rest::parse_route(request.path);
   const std::optional<std::string> api = api_name(route);
-  const bool model_route = route.kind == rest::RouteKind::model_status || route.kind == rest::RouteKind::model_metadata ||
-                           route.kind == rest::RouteKind::model_verb;
+  const bool model_route = is_model_route(route.kind);
   if (route.kind == rest::RouteKind::unknown || (model_route && !api)) {
     if (body_error) std::rethrow_exception(body_error);
     throw HttpError(404, ServingCode::not_found,
                     "no route for " + request.method + " " + request.path +
                         " (TF Serving's REST API: GET /v1/models/NAME[/versions/V|/labels/L][/metadata], POST "
-                        "/v1/models/NAME[/versions/V|/labels/L]:predict or :punctuate)");
+                        "/v1/models/NAME[/versions/V|/labels/L]:predict or :punctuate; the v2 protocol's: GET "
+                        "/v2, /v2/health/live|ready, /v2/models/NAME[/versions/V][/ready], POST "
+                        "/v2/models/NAME[/versions/V]/infer)");
   }
   const std::string_view allowed = rest::route_method(route.kind);
   if (!method_allows(request.method, allowed)) {
@@ -184,6 +209,9 @@ Reply RestServer::Impl::route(const HttpRequest& request, AccessRecord& record) 
     case rest::RouteKind::liveness: return json_reply(R"({"alive":true})");
     case rest::RouteKind::readiness: return readiness();
     case rest::RouteKind::metrics: return reply_with(200, ServingCode::ok, metrics_.prometheus_text(), kPrometheusType);
+    case rest::RouteKind::v2_server_metadata: return json_reply(rest::server_metadata_json(v2::server_metadata()));
+    case rest::RouteKind::v2_live: return v2_health(true);
+    case rest::RouteKind::v2_ready: return v2_health(!draining_ && models_.ready());
     default: throw Error("unrouted path " + request.path);
   }
 }
@@ -215,6 +243,9 @@ std::shared_ptr<ServedVersion> RestServer::Impl::find(const rest::Route& route, 
 }
 
 Reply RestServer::Impl::run_model_api(const rest::Route& route, const HttpRequest& request, AccessRecord& record) {
+  if (route.kind == rest::RouteKind::v2_model_metadata || route.kind == rest::RouteKind::v2_model_ready ||
+      route.kind == rest::RouteKind::v2_infer)
+    return run_v2_model_api(route, request, record);
   if (route.kind == rest::RouteKind::model_status)
     return json_reply(rest::model_status_json(models_.status(route.model, route.version, route.label)));
   const std::shared_ptr<ServedVersion> served = find(route, record);
@@ -236,6 +267,23 @@ Reply RestServer::Impl::run_model_api(const rest::Route& route, const HttpReques
   throw ServingError(ServingCode::unimplemented, ":" + route.verb +
                                                      " is not implemented: halfserve serves token classifiers through "
                                                      ":predict (and raw text through :punctuate)");
+}
+
+Reply RestServer::Impl::run_v2_model_api(const rest::Route& route, const HttpRequest& request, AccessRecord& record) {
+  const std::string version = route.version ? std::to_string(*route.version) : "";
+  if (route.kind == rest::RouteKind::v2_model_ready) return v2_health(v2::model_ready(models_, route.model, version));
+  if (route.kind == rest::RouteKind::v2_model_metadata)
+    return json_reply(rest::model_metadata_json(v2::model_metadata(models_, route.model, version)));
+  v2::InferRequest infer = rest::read_infer_request(request.body, request_header(request, rest::kInferenceHeaderLength));
+  infer.model_name = route.model;
+  infer.model_version = version;
+  const v2::InferResponse response = v2::infer(models_, std::move(infer));
+  record.version = std::stoll(response.model_version);
+  rest::InferReplyBody body = rest::write_infer_response(response);
+  if (!body.header_length) return json_reply(std::move(body.body));
+  Reply reply = reply_with(200, ServingCode::ok, std::move(body.body), kBinaryType);
+  reply.headers.emplace_back(rest::kInferenceHeaderLength, std::to_string(*body.header_length));
+  return reply;
 }
 
 Reply RestServer::Impl::readiness() const {

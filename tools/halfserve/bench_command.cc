@@ -42,7 +42,9 @@ struct BenchFlags {
 void add_bench_options(CLI::App& command, BenchFlags& flags) {
   command.add_option("--model", flags.model, "Frozen .safetensors file (in-process mode)");
   command.add_option("--target", flags.target,
-                     "Over the wire instead: grpc://HOST:PORT or http://HOST:PORT of a running halfserve or TF Serving");
+                     "Over the wire instead: grpc://HOST:PORT or http://HOST:PORT of a running halfserve or TF Serving "
+                     "(its Predict), v2+grpc://HOST:PORT or v2+http://HOST:PORT of any Open Inference Protocol (KServe "
+                     "v2) server");
   command.add_option("--model-name", flags.model_name, "With --target: the served model's name");
   command.add_option("--signature", flags.signature, "With --target: signature name");
   command.add_option("--input-name", flags.input_name, "With --target: name of the ids input");

@@ -6,12 +6,13 @@
 #include <vector>
 
 // The bench over the wire: the seed's batch × length grid and a concurrency sweep, sent as client requests to a
-// running halfserve or any TF Serving-compatible server (REST :predict or gRPC PredictionService/Predict).
+// running halfserve or any TF Serving-compatible server (REST :predict or gRPC PredictionService/Predict), or any
+// server of the Open Inference Protocol (KServe v2: REST /infer, gRPC ModelInfer).
 // Latencies are what a client sees: serialization, transport and the server's queueing and model time.
 namespace halfserve {
 
 struct WireTarget {
-  enum class Protocol { grpc, rest };
+  enum class Protocol { grpc, rest, v2_grpc, v2_rest };
   Protocol protocol = Protocol::rest;
   std::string host;  // without brackets, also for IPv6
   int port = 0;
@@ -21,7 +22,8 @@ struct WireTarget {
   double timeout_seconds = 60;  // per request; a request that takes longer counts as an error
 };
 
-// "grpc://HOST[:PORT]" (default port 8500) or "http://HOST[:PORT][/]" (default 8501), HOST may be "[::1]".
+// "grpc://HOST[:PORT]" (default port 8500) or "http://HOST[:PORT][/]" (default 8501), HOST may be "[::1]"; the same
+// with "v2+grpc://" and "v2+http://" for the v2 protocol.
 // Throws InvalidArgument naming the problem (another scheme, a path, a bad port, an empty host or model name).
 WireTarget parse_wire_target(const std::string& url, const std::string& model_name);
 std::string wire_target_url(const WireTarget& target);  // "grpc://127.0.0.1:8500"
