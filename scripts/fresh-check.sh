@@ -95,6 +95,9 @@ done
 say "building a fresh Debian 12 root in $root (mmdebstrap --variant=apt bookworm, ${#sources[@]} apt source file(s) of this machine)"
 mmdebstrap --quiet --variant=apt "${apt_options[@]}" bookworm "$root" "${sources[@]}"
 say "root built: $(chroot "$root" dpkg-query -W -f='${Package}\n' | wc -l) packages, $(cat "$root/etc/debian_version")"
+# The root is a mount point of its own, as / is on a real machine: buildah (the container image test) makes "/" a
+# private mount in its own namespace before unpacking a layer, which fails (EINVAL) on a plain directory.
+mount_into "$root" --bind "$root"
 
 # ---- 2. the project and shared/ -------------------------------------------------------------------------------------
 project=$root/work/halfserve

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libdnnl-dev ocl-icd-opencl-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
-  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libleveldb-dev libsnappy-dev libzip-dev libcpp-httplib-dev libmicrohttpd-dev zlib1g-dev
+  libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libleveldb-dev libsnappy-dev libzip-dev libcpp-httplib-dev libmicrohttpd-dev zlib1g-dev nettle-dev
   libgtest-dev libgmock-dev
   python3-venv
 )
@@ -14,8 +14,12 @@ packages=(
 # on OpenBLAS (the OpenMP build: the pthread one fights torch's threads) rather than the reference BLAS, which would
 # make PyTorch fp32 a hundred times slower than it is for users.
 # The fuzz tests build with clang 14 and its libFuzzer runtime (scripts/fuzz.sh); OpenMP for clang is libomp.
+# The container image test builds deploy/Containerfile with buildah on a base root made by mmdebstrap.
+# haproxy: the load balancer in front of two replicas in scripts/replicas-demo.sh.
+# The web page's test drives headless Chromium with Selenium (tests/web/).
 if [ "${1:-}" = "--test" ]; then
-  packages+=(python3-torch python3-numpy python3-requests curl wrk libopenblas0-openmp clang-14 libclang-rt-14-dev libomp-14-dev)
+  packages+=(python3-torch python3-numpy python3-requests curl wrk libopenblas0-openmp clang-14 libclang-rt-14-dev libomp-14-dev
+             buildah mmdebstrap haproxy chromium chromium-driver python3-selenium)
 fi
 
 missing=()

@@ -424,3 +424,94 @@ TEST_F(CliTest, DeviceCudaWithoutAGpuIsAClearError) {
 
 }  // namespace
 }  // namespace halfserve
+
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+
+namespace halfserve {
+namespace {
+
+// Real Chinese through the shipped model, one text per line: a blank line, a line with marks to strip, a last line
+// without its newline.
+const char* const kStreamInput =
+    "今天早上我六点就起床了因为要赶第一班地铁去公司开会会议讨论了下个季度的产品计划大家对新功能的上线时间有不同的看法"
+    "产品经理希望尽快发布而工程师们认为测试还不够充分应该再等两周最后老板决定先在一个城市试点\n"
+    "\n"
+    "你明天有空吗？我们可以一起去图书馆看书，顺便讨论一下考试的安排。\n"
+    "这个软件包提供了命令行工具和图形界面用户可以根据自己的需要选择安装哪些组件如果安装过程中出现错误请先检查网络连接";
+
+// punctuate --stream prints what punctuate prints for the same lines, at the same window and stride.
+TEST(PunctuateStreamCliTest, SameOutputAsOfflinePunctuate) {
+  for (const std::string window_stride : {"--window 34 --stride 8", "--window 64 --stride 31"}) {
+    const CommandResult offline = run_cli("punctuate --language zh " + window_stride, kStreamInput);
+    ASSERT_EQ(offline.exit_code, 0) << describe(offline);
+    const CommandResult streamed = run_cli("punctuate --stream --language zh " + window_stride, kStreamInput);
+    ASSERT_EQ(streamed.exit_code, 0) << describe(streamed);
+    EXPECT_EQ(streamed.out, offline.out);
+    EXPECT_EQ(std::count(streamed.out.begin(), streamed.out.end(), '\n'), 4);
+    EXPECT_GT(streamed.out.size(), std::string(kStreamInput).size()) << "marks were placed";
+  }
+  // The streaming defaults (window 64, stride 16) and what the command says about them.
+  const CommandResult defaults = run_cli("punctuate --stream --language zh", kStreamInput);
+  ASSERT_EQ(defaults.exit_code, 0) << describe(defaults);
+  EXPECT_EQ(defaults.out, run_cli("punctuate --language zh --window 64 --stride 16", kStreamInput).out);
+  EXPECT_TRUE(Contains(defaults.err, "window 64, stride 16: a token waits for at most 61 tokens after it"));
+
+  const CommandResult bad = run_cli("punctuate --stream --language zh", "今天\n好\xff吧\n");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_TRUE(Contains(bad.err, "line 2 is not valid UTF-8")) << bad.err;
+  const std::string invalid = "好\xff\xe5\xa5吧\n\xe5";
+  const CommandResult replaced = run_cli("punctuate --stream --replace-invalid --language zh", invalid);
+  ASSERT_EQ(replaced.exit_code, 0) << describe(replaced);
+  EXPECT_EQ(replaced.out, run_cli("punctuate --replace-invalid --language zh --window 64 --stride 16", invalid).out);
+  EXPECT_EQ(run_cli("punctuate --stream --keep-existing --language zh", "今天").exit_code, 2);
+}
+
+// Output comes while the input is still open: after enough of a line, its settled start is printed before any
+// newline or end of input.
+TEST(PunctuateStreamCliTest, PrintsSettledTextBeforeTheInputEnds) {
+  int to_child[2], from_child[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  ASSERT_EQ(pipe(from_child), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    dup2(to_child[0], STDIN_FILENO);
+    dup2(from_child[1], STDOUT_FILENO);
+    for (const int fd : {to_child[0], to_child[1], from_child[0], from_child[1]}) close(fd);
+    execl(HALFSERVE_CLI_PATH, HALFSERVE_CLI_PATH, "punctuate", "--stream", "--language", "zh", "--window", "18",
+          "--stride", "4", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(to_child[0]);
+  close(from_child[1]);
+  // 60 characters, no newline: the first 16-token window is whole, so its first tokens are settled.
+  const std::string first = "今天早上我六点就起床了因为要赶第一班地铁去公司开会会议讨论了下个季度的产品计划大家对新功能的上线时间有不同的看法";
+  ASSERT_EQ(write(to_child[1], first.data(), first.size()), static_cast<ssize_t>(first.size()));
+  std::string early;
+  pollfd readable{from_child[0], POLLIN, 0};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (early.empty() && std::chrono::steady_clock::now() < deadline) {
+    if (poll(&readable, 1, 1000) <= 0) continue;
+    char buffer[4096];
+    const ssize_t got = read(from_child[0], buffer, sizeof buffer);
+    if (got <= 0) break;
+    early.append(buffer, static_cast<size_t>(got));
+  }
+  close(to_child[1]);  // end of input: the rest is flushed
+  std::string rest;
+  char buffer[4096];
+  for (ssize_t got; (got = read(from_child[0], buffer, sizeof buffer)) > 0;) rest.append(buffer, static_cast<size_t>(got));
+  close(from_child[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_FALSE(early.empty()) << "nothing printed while the line was still open";
+  EXPECT_EQ(early + rest, run_cli("punctuate --language zh --window 18 --stride 4", first).out);
+}
+
+}  // namespace
+}  // namespace halfserve

@@ -241,8 +241,16 @@ TEST(RestServerRoutes, ParsesTfServingPaths) {
   EXPECT_EQ(rest::parse_route("/healthz").kind, RouteKind::liveness);
   EXPECT_EQ(rest::parse_route("/readyz").kind, RouteKind::readiness);
   EXPECT_EQ(rest::parse_route("/monitoring/prometheus/metrics").kind, RouteKind::metrics);
-  for (const char* bad : {"/", "/v1/models", "/v1/models/", "/v1/models/tiny/", "/v1/models/tiny/versions/x",
-                          "/v1/models/tiny/versions/", "/v1/models/tiny/labels/", "/v1/models/tiny:", "/v1/models/tiny:a:b",
+  // halfserve's own: the web page's files, the model list, the WebSocket stream.
+  EXPECT_EQ(rest::parse_route("/").kind, RouteKind::web_file);
+  EXPECT_EQ(rest::parse_route("/app.js").kind, RouteKind::web_file);
+  EXPECT_EQ(rest::parse_route("/v1/models").kind, RouteKind::model_list);
+  route = rest::parse_route("/v1/models/tiny/labels/stable:stream");
+  EXPECT_EQ(route.kind, RouteKind::model_stream);
+  EXPECT_EQ(route.label, "stable");
+  EXPECT_EQ(rest::route_method(RouteKind::model_stream), "GET");
+  for (const char* bad : {"/v1/models/", "/v1/models/tiny/", "/index", "/a/b.js", "/.js", "/a.b.c",
+                          "/v1/models/tiny/versions/x", "/v1/models/tiny/versions/", "/v1/models/tiny/labels/", "/v1/models/tiny:", "/v1/models/tiny:a:b",
                           "/v1/models/tiny/versions/1/labels/x", "/v1/models/tiny/metadata/x", "/v3/models/tiny"})
     EXPECT_EQ(rest::parse_route(bad).kind, RouteKind::unknown) << bad;
 }

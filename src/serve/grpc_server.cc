@@ -11,6 +11,7 @@
 #include "halfserve/serve/serving_error.h"
 #include "serve/grpc_call_recorder.h"
 #include "serve/grpc_inference_service.h"
+#include "serve/grpc_punctuation_service.h"
 #include "serve/request_threads.h"
 #include "serve/tensor_proto_io.h"
 #include "tensorflow_serving/apis/model_service.grpc.pb.h"
@@ -25,6 +26,8 @@ namespace tfs = tensorflow::serving;
 // Predict calls waiting for one of the max_threads call threads, beyond which a call is refused with
 // RESOURCE_EXHAUSTED: a burst waits its turn, a flood does not pile up requests in memory without bound.
 constexpr size_t kMaxWaitingCalls = 4096;
+// Punctuation streams open at once; each holds a window of tokens and a descriptor.
+constexpr size_t kMaxPunctuationStreams = 1000;
 constexpr std::string_view kDefaultSignature = "serving_default";
 constexpr std::string_view kSignatureDefField = "signature_def";
 
@@ -195,7 +198,8 @@ struct GrpcServer::Impl {
         calls(static_cast<size_t>(max_threads), kMaxWaitingCalls),
         prediction_service(models, metrics, max_message_bytes, calls),
         model_service(models, metrics),
-        inference_service(models, metrics, max_message_bytes, calls, kMaxWaitingCalls) {}
+        inference_service(models, metrics, max_message_bytes, calls, kMaxWaitingCalls),
+        punctuation_service(models, metrics, calls, kMaxPunctuationStreams) {}
 
   std::string address;
   size_t max_message_bytes;
@@ -203,6 +207,7 @@ struct GrpcServer::Impl {
   PredictionService prediction_service;
   ModelService model_service;
   GrpcInferenceService inference_service;
+  GrpcPunctuationService punctuation_service;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   bool stopped = false;
@@ -227,6 +232,7 @@ void GrpcServer::start() {
   builder.RegisterService(&impl_->prediction_service);
   builder.RegisterService(&impl_->model_service);
   builder.RegisterService(&impl_->inference_service);
+  builder.RegisterService(&impl_->punctuation_service);
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || impl_->port == 0) {
     impl_->server.reset();

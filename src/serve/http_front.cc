@@ -138,12 +138,16 @@ class HttpFront::Impl {
   static void on_completed(void* self, MHD_Connection* connection, void** state, MHD_RequestTerminationCode why);
   static void on_connection(void* self, MHD_Connection* connection, void** socket_context,
                             MHD_ConnectionNotificationCode event);
+  static void on_upgraded(void* self, MHD_Connection* connection, void* state, const char* extra_in,
+                          size_t extra_in_size, MHD_socket socket, MHD_UpgradeResponseHandle* handle);
 
   MHD_Result begin(MHD_Connection* connection, const char* url, const char* method, void** state);
   MHD_Result refuse(MHD_Connection* connection, Exchange& exchange, std::string message);
   void finish_body(Exchange& exchange);
   void dispatch(MHD_Connection* connection, Exchange& exchange);
   MHD_Result send(MHD_Connection* connection, const HttpReply& reply);
+  MHD_Result send_upgrade(MHD_Connection* connection, const HttpReply& reply);
+  void finish_dispatch(Exchange& exchange);
   HttpReply handle_safely(const HttpRequest& request);
 
   HttpFrontOptions options_;
@@ -168,7 +172,7 @@ void HttpFront::Impl::start() {
   port_ = bound_port(listen_fd_);
   raise_descriptor_limit(options_.max_connections + kRefusedConnections);
   daemon_ = MHD_start_daemon(
-      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, nullptr, nullptr, &Impl::on_request, this,
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE, 0, nullptr, nullptr, &Impl::on_request, this,
       MHD_OPTION_LISTEN_SOCKET, listen_fd_, MHD_OPTION_THREAD_POOL_SIZE, kEventThreads,
       MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(options_.max_connections + kRefusedConnections),
       MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection, this,
@@ -334,6 +338,7 @@ HttpReply HttpFront::Impl::handle_safely(const HttpRequest& request) {
 }
 
 MHD_Result HttpFront::Impl::send(MHD_Connection* connection, const HttpReply& reply) {
+  if (reply.upgrade) return send_upgrade(connection, reply);
   MHD_Response* response = MHD_create_response_from_buffer(reply.body.size(), const_cast<char*>(reply.body.data()),
                                                             MHD_RESPMEM_MUST_COPY);
   if (response == nullptr) return MHD_NO;
@@ -345,6 +350,48 @@ MHD_Result HttpFront::Impl::send(MHD_Connection* connection, const HttpReply& re
   const MHD_Result queued = MHD_queue_response(connection, static_cast<unsigned>(reply.status), response);
   MHD_destroy_response(response);
   return queued;
+}
+
+// 101 with the reply's headers; once it is sent, on_upgraded hands the socket to reply.upgrade. libmicrohttpd takes
+// an upgrade on HTTP/1.1 only: an HTTP/1.0 request gets 400 instead.
+MHD_Result HttpFront::Impl::send_upgrade(MHD_Connection* connection, const HttpReply& reply) {
+  MHD_Response* response = MHD_create_response_for_upgrade(&Impl::on_upgraded, this);
+  if (response == nullptr) return MHD_NO;
+  for (const auto& [name, value] : reply.headers) MHD_add_response_header(response, name.c_str(), value.c_str());
+  const MHD_Result queued = MHD_queue_response(connection, MHD_HTTP_SWITCHING_PROTOCOLS, response);
+  MHD_destroy_response(response);
+  if (queued == MHD_YES) return queued;
+  HttpReply refused;
+  refused.status = 400;
+  refused.body = R"({"error":"a protocol upgrade needs HTTP/1.1"})";
+  refused.headers = {{MHD_HTTP_HEADER_CONNECTION, "close"}};
+  return send(connection, refused);
+}
+
+void HttpFront::Impl::on_upgraded(void* self, MHD_Connection*, void* state, const char* extra_in, size_t extra_in_size,
+                                  MHD_socket socket, MHD_UpgradeResponseHandle* handle) {
+  Impl& impl = *static_cast<Impl*>(self);
+  Exchange& exchange = *static_cast<Exchange*>(state);
+  // As far as HTTP goes the exchange is over: stop() must not wait for the upgraded protocol to end.
+  impl.finish_dispatch(exchange);
+  const std::function<void(UpgradedSocket)> take = std::move(exchange.reply.upgrade);
+  exchange.reply.upgrade = nullptr;
+  UpgradedSocket upgraded;
+  upgraded.fd = socket;
+  upgraded.early_bytes.assign(extra_in != nullptr ? extra_in : "", extra_in != nullptr ? extra_in_size : 0);
+  upgraded.release = [handle] { MHD_upgrade_action(handle, MHD_UPGRADE_ACTION_CLOSE); };
+  try {
+    take(std::move(upgraded));
+  } catch (...) {
+    MHD_upgrade_action(handle, MHD_UPGRADE_ACTION_CLOSE);  // whoever should have taken it did not: close it
+  }
+}
+
+void HttpFront::Impl::finish_dispatch(Exchange& exchange) {
+  if (!exchange.dispatched) return;
+  exchange.dispatched = false;
+  std::lock_guard lock(active_mutex_);
+  if (--active_ == 0) active_done_.notify_all();
 }
 
 void HttpFront::Impl::on_completed(void* self, MHD_Connection*, void** state, MHD_RequestTerminationCode) {
@@ -360,10 +407,7 @@ void HttpFront::Impl::on_completed(void* self, MHD_Connection*, void** state, MH
       // A failing log sink must not fail the server.
     }
   }
-  if (exchange->dispatched) {
-    std::lock_guard lock(impl.active_mutex_);
-    if (--impl.active_ == 0) impl.active_done_.notify_all();
-  }
+  impl.finish_dispatch(*exchange);
 }
 
 HttpFront::HttpFront(HttpFrontOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}

@@ -40,11 +40,23 @@ struct HttpRequest {
 // The value of a header HttpFrontOptions::request_headers names; "" when the request did not send it.
 std::string request_header(const HttpRequest& request, std::string_view name);
 
+// A connection handed over after a protocol upgrade (status 101): its socket (still owned by the transport, which
+// closes it once `release` is called), bytes the client sent after its request, and the call that gives it back.
+struct UpgradedSocket {
+  int fd = -1;
+  std::string early_bytes;
+  std::function<void()> release;  // call exactly once, from any thread; the descriptor must not be used after
+};
+
 struct HttpReply {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // e.g. Allow on a 405
+  // With status 101 (and an Upgrade header; libmicrohttpd adds Connection: Upgrade): takes the connection once the
+  // reply has been sent. Called on an event thread, so it must not block; dropped unused if the connection ends
+  // first.
+  std::function<void(UpgradedSocket)> upgrade;
   // For the access log: the model and version the request was answered by, when it named one.
   std::string model;
   std::optional<int64_t> version;
@@ -68,7 +80,8 @@ struct HttpFrontOptions {
 // The HTTP/1.1 transport under the REST API, on libmicrohttpd: two event threads watch every connection with
 // epoll, so idle keep-alive and slow (slowloris) connections cost a descriptor and a little memory, never a
 // thread; a request whose body is complete goes to a request thread (its connection suspended meanwhile) and its
-// reply goes back through the event loop. Bodies are bounded and decompressed as they stream (HttpBody).
+// reply goes back through the event loop. Bodies are bounded and decompressed as they stream (HttpBody). A reply
+// may upgrade its connection to another protocol (WebSocket): the socket then leaves HTTP for good.
 class HttpFront {
  public:
   explicit HttpFront(HttpFrontOptions options);

@@ -333,13 +333,8 @@ v2::InferRequest read_infer_request(std::string_view body, const std::string& he
   const bool has_binary = !header_length.empty();
   const size_t json_size = has_binary ? parse_header_length(header_length, body.size()) : body.size();
   const std::string_view header = body.substr(0, json_size);
-  try {
-    check_json_depth(header, "request");  // the SAX parser's own stack grows with nesting: bound it first
-  } catch (const Error& e) {
-    throw InvalidArgument(std::string("request refused: ") + e.what());
-  }
   InferBodyReader reader;
-  json::sax_parse(header, &reader);
+  sax_parse_request(header, reader);
   return reader.finish(body.substr(json_size), has_binary);
 }
 

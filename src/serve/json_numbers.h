@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 // Numbers in JSON replies, written by hand rather than through a document: every protocol's reply holds up to
@@ -27,6 +28,17 @@ inline void append_json_int(std::string& out, int64_t value) {
   char buffer[24];
   const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
   out.append(buffer, result.ptr);
+}
+
+// A float as a document value: its shortest round-trip text read back as a double, so the reply shows 0.25 rather
+// than 0.2500000037… and parsing it back gives the exact float (as predict replies do); null when not finite.
+inline nlohmann::json json_float(float value) {
+  if (!std::isfinite(value)) return nullptr;
+  char buffer[32];
+  const auto written = std::to_chars(buffer, buffer + sizeof buffer, value);
+  double shortest = 0;
+  std::from_chars(buffer, written.ptr, shortest);
+  return shortest;
 }
 
 }  // namespace halfserve

@@ -345,13 +345,8 @@ PredictRequest PredictBodyReader::finish(const ModelMetadata& metadata) {
 }  // namespace
 
 PredictRequest parse_predict_request(std::string_view body, const ModelMetadata& metadata) {
-  try {
-    check_json_depth(body, "request");  // the SAX parser's own stack grows with nesting: bound it first
-  } catch (const Error& e) {
-    throw InvalidArgument(std::string("request refused: ") + e.what());
-  }
   PredictBodyReader reader;
-  json::sax_parse(body, &reader);
+  sax_parse_request(body, reader);
   return reader.finish(metadata);
 }
 

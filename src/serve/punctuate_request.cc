@@ -135,13 +135,8 @@ class PunctuateBodyReader {
 }  // namespace
 
 PunctuateRequest parse_punctuate_request(std::string_view body) {
-  try {
-    check_json_depth(body, "request");  // the SAX parser's own stack grows with nesting: bound it first
-  } catch (const Error& e) {
-    throw InvalidArgument(std::string("request refused: ") + e.what());
-  }
   PunctuateBodyReader reader;
-  json::sax_parse(body, &reader);  // rejects invalid UTF-8 in strings
+  sax_parse_request(body, reader);  // rejects invalid UTF-8 in strings
   return reader.finish();
 }
 

@@ -8,6 +8,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "serve/json_numbers.h"
+
 #include "halfserve/serve/serving_error.h"
 #include "halfserve/text/punctuation.h"
 #include "halfserve/util/error.h"
@@ -17,17 +19,6 @@ namespace halfserve::rest {
 using nlohmann::json;
 
 namespace {
-
-// The float's shortest round-trip text read back as a double, so the reply shows 0.25 rather than 0.2500000037…
-// and parsing it back gives the exact float (as predict replies do).
-json float_value(float value) {
-  if (!std::isfinite(value)) return nullptr;
-  char buffer[32];
-  const auto written = std::to_chars(buffer, buffer + sizeof buffer, value);
-  double shortest = 0;
-  std::from_chars(buffer, written.ptr, shortest);
-  return shortest;
-}
 
 // The probabilities of every window the punctuator ran, keyed by the window's content ids ([CLS] and [SEP] left
 // out). Windows with the same ids have the same probabilities, so the key needs no text or position.
@@ -150,7 +141,7 @@ json token_list(const TextPrediction& prediction, const std::string& input, cons
                   {"label", label.name},
                   {"mark", label.mark}};
     if (label.capitalize) entry["capitalize"] = true;
-    if (probabilities != nullptr) entry["probability"] = float_value((*probabilities)[i]);
+    if (probabilities != nullptr) entry["probability"] = json_float((*probabilities)[i]);
     tokens.push_back(std::move(entry));
   }
   return tokens;

@@ -52,7 +52,7 @@ bool parse_tail(std::string_view tail, Route& route) {
     return true;
   }
   if (consume(tail, ":") && !tail.empty() && tail.find_first_of("/:") == std::string_view::npos) {
-    route.kind = RouteKind::model_verb;
+    route.kind = tail == "stream" ? RouteKind::model_stream : RouteKind::model_verb;
     route.verb = std::string(tail);
     return true;
   }
@@ -92,18 +92,31 @@ Route parse_v2_model_route(std::string_view rest) {
   return route;
 }
 
+// "/" or "/NAME.EXT" with one dot, not leading: where the web page's files are.
+bool is_web_file_path(std::string_view path) {
+  if (path == "/") return true;
+  if (!consume(path, "/") || path.find('/') != std::string_view::npos) return false;
+  const size_t dot = path.find('.');
+  return dot != std::string_view::npos && dot > 0 && dot + 1 < path.size() && path.find('.', dot + 1) == std::string_view::npos;
+}
+
 }  // namespace
 
 Route parse_route(std::string_view path) {
+  Route route;
+  if (path == "/v1/models") {
+    route.kind = RouteKind::model_list;
+    return route;
+  }
   if (consume(path, kModelsPrefix)) return parse_model_route(path);
   if (consume(path, kV2ModelsPrefix)) return parse_v2_model_route(path);
-  Route route;
   if (path == "/v2" || path == "/v2/") route.kind = RouteKind::v2_server_metadata;
   else if (path == "/v2/health/live") route.kind = RouteKind::v2_live;
   else if (path == "/v2/health/ready") route.kind = RouteKind::v2_ready;
   else if (path == "/healthz") route.kind = RouteKind::liveness;
   else if (path == "/readyz") route.kind = RouteKind::readiness;
   else if (path == "/monitoring/prometheus/metrics") route.kind = RouteKind::metrics;
+  else if (is_web_file_path(path)) route.kind = RouteKind::web_file;
   return route;
 }
 

@@ -18,6 +18,9 @@ enum class RouteKind : uint8_t {
   model_status,    // GET /v1/models/NAME[/versions/V|/labels/L]
   model_metadata,  // GET /v1/models/NAME[/versions/V|/labels/L]/metadata
   model_verb,      // POST /v1/models/NAME[/versions/V|/labels/L]:VERB
+  model_stream,    // GET /v1/models/NAME[/versions/V|/labels/L]:stream, a WebSocket (halfserve's)
+  model_list,      // GET /v1/models: the served models (halfserve's, for the web page)
+  web_file,        // GET / or /FILE.EXT: the web page's files (halfserve's)
   v2_server_metadata,  // GET /v2
   v2_live,             // GET /v2/health/live
   v2_ready,            // GET /v2/health/ready

@@ -12,7 +12,10 @@
 #include "serve/rest_model_json.h"
 #include "serve/rest_punctuate.h"
 #include "serve/rest_routes.h"
+#include "serve/rest_stream.h"
 #include "serve/rest_v2.h"
+#include "serve/rest_web.h"
+#include "serve/websocket_hub.h"
 
 namespace halfserve {
 
@@ -39,6 +42,7 @@ struct Reply {
   std::string content_type = kJsonType;
   std::string allow;  // the Allow header of a 405
   std::vector<std::pair<std::string, std::string>> headers;
+  std::function<void(UpgradedSocket)> upgrade;  // with 101: takes the connection
 };
 
 Reply reply_with(int status, ServingCode code, std::string body, std::string content_type = kJsonType) {
@@ -118,15 +122,25 @@ std::optional<std::string> api_name(const rest::Route& route) {
 class RestServer::Impl {
  public:
   Impl(ModelManager& models, ServingMetrics& metrics, RestOptions options)
-      : models_(models), metrics_(metrics), options_(std::move(options)), front_(front_options()) {}
+      : models_(models),
+        metrics_(metrics),
+        options_(std::move(options)),
+        streams_(stream_options()),
+        front_(front_options()) {}
 
   void start() { front_.start(); }
-  void stop() { front_.stop(); }
+  void stop() {
+    // Streams first: they close with 1001 and give their sockets back before the transport closes every socket.
+    streams_.stop();
+    front_.stop();
+  }
   int port() const { return front_.port(); }
   void set_draining(bool draining) { draining_ = draining; }
 
  private:
   HttpFrontOptions front_options();
+  WebSocketHubOptions stream_options() const;
+  Reply open_stream(const rest::Route& route, const HttpRequest& request, AccessRecord& record);
   HttpReply handle(const HttpRequest& request);
   Reply route(const HttpRequest& request, AccessRecord& record);
   Reply model_request(const rest::Route& route, const std::string& api, const HttpRequest& request, AccessRecord& record);
@@ -141,8 +155,19 @@ class RestServer::Impl {
   ServingMetrics& metrics_;
   RestOptions options_;
   std::atomic<bool> draining_{false};
+  WebSocketHub streams_;  // before front_: reservations held in front_'s replies point into it
   HttpFront front_;
 };
+
+WebSocketHubOptions RestServer::Impl::stream_options() const {
+  WebSocketHubOptions streams;
+  streams.max_connections = options_.max_streams;
+  streams.idle_timeout = options_.stream_idle_timeout;
+  streams.max_message_bytes = kMaxStreamPieceBytes;
+  // One message per stream is handled at a time, so more threads than streams would never run.
+  streams.worker_threads = std::min(options_.max_streams, kDefaultRequestThreads);
+  return streams;
+}
 
 HttpFrontOptions RestServer::Impl::front_options() {
   HttpFrontOptions front;
@@ -153,6 +178,7 @@ HttpFrontOptions RestServer::Impl::front_options() {
   front.max_connections = options_.max_connections;
   front.idle_timeout_seconds = static_cast<unsigned>(std::max(1, options_.keep_alive_seconds));
   front.request_headers = {rest::kInferenceHeaderLength};
+  for (const std::string& name : rest::websocket_request_headers()) front.request_headers.push_back(name);
   front.handle = [this](const HttpRequest& request) { return handle(request); };
   if (options_.access_log)
     front.completed = [this](const HttpRequest& request, const HttpReply& reply, std::chrono::microseconds latency) {
@@ -175,6 +201,7 @@ HttpReply RestServer::Impl::handle(const HttpRequest& request) {
   http.body = std::move(reply.body);
   if (!reply.allow.empty()) http.headers.emplace_back("Allow", reply.allow);
   for (auto& header : reply.headers) http.headers.push_back(std::move(header));
+  http.upgrade = std::move(reply.upgrade);
   http.model = std::move(record.model);
   http.version = record.version;
   return http;
@@ -192,7 +219,8 @@ Reply RestServer::Impl::route(const HttpRequest& request, AccessRecord& record) 
                         " (TF Serving's REST API: GET /v1/models/NAME[/versions/V|/labels/L][/metadata], POST "
                         "/v1/models/NAME[/versions/V|/labels/L]:predict or :punctuate; the v2 protocol's: GET "
                         "/v2, /v2/health/live|ready, /v2/models/NAME[/versions/V][/ready], POST "
-                        "/v2/models/NAME[/versions/V]/infer)");
+                        "/v2/models/NAME[/versions/V]/infer; halfserve's: GET /, /v1/models, the WebSocket "
+                        "/v1/models/NAME[/versions/V|/labels/L]:stream)");
   }
   const std::string_view allowed = rest::route_method(route.kind);
   if (!method_allows(request.method, allowed)) {
@@ -206,6 +234,18 @@ Reply RestServer::Impl::route(const HttpRequest& request, AccessRecord& record) 
   if (model_route) return model_request(route, *api, request, record);
   if (body_error) std::rethrow_exception(body_error);
   switch (route.kind) {
+    case rest::RouteKind::model_stream: return open_stream(route, request, record);
+    case rest::RouteKind::model_list: return json_reply(rest::served_models_json(models_));
+    case rest::RouteKind::web_file: {
+      const rest::WebAsset* asset = rest::find_web_asset(request.path);
+      if (asset == nullptr) throw HttpError(404, ServingCode::not_found, "no file " + request.path + " (the web page is at /)");
+      Reply reply = reply_with(200, ServingCode::ok, std::string(asset->body), std::string(asset->content_type));
+      // The page talks to this server only: no script, style, font or connection from anywhere else.
+      reply.headers = {{"Content-Security-Policy", "default-src 'self'; connect-src 'self'; frame-ancestors 'none'"},
+                       {"X-Content-Type-Options", "nosniff"},
+                       {"Cache-Control", "no-cache"}};
+      return reply;
+    }
     case rest::RouteKind::liveness: return json_reply(R"({"alive":true})");
     case rest::RouteKind::readiness: return readiness();
     case rest::RouteKind::metrics: return reply_with(200, ServingCode::ok, metrics_.prometheus_text(), kPrometheusType);
@@ -283,6 +323,38 @@ Reply RestServer::Impl::run_v2_model_api(const rest::Route& route, const HttpReq
   if (!body.header_length) return json_reply(std::move(body.body));
   Reply reply = reply_with(200, ServingCode::ok, std::move(body.body), kBinaryType);
   reply.headers.emplace_back(rest::kInferenceHeaderLength, std::to_string(*body.header_length));
+  return reply;
+}
+
+// The WebSocket handshake of :stream, then the connection goes to the stream hub. Handshakes are not counted in the
+// metrics; each message of the stream is (API "stream").
+Reply RestServer::Impl::open_stream(const rest::Route& route, const HttpRequest& request, AccessRecord& record) {
+  record.model = route.model;
+  record.version = route.version;
+  if (draining_) throw HttpError(503, ServingCode::unavailable, "the server is shutting down: open the stream elsewhere");
+  if (route.version_too_large) throw InvalidArgument("the version in the path does not fit a 64-bit integer");
+  Reply reply;
+  try {
+    reply.headers = rest::websocket_handshake(request);
+  } catch (const HttpError& refused) {
+    Reply answer = error_reply(refused);
+    if (refused.status() == 426) answer.headers.emplace_back("Sec-WebSocket-Version", "13");  // RFC 6455 §4.4
+    return answer;
+  }
+  const std::shared_ptr<ServedVersion> served = find(route, record);
+  auto session = std::make_shared<rest::PunctuationStreamSession>(served, metrics_, models_.metrics_label(route.model));
+  std::shared_ptr<WebSocketHub::Reservation> reservation = streams_.reserve();
+  if (reservation == nullptr) {
+    Reply refused = error_reply(HttpError(503, ServingCode::unavailable,
+                                          "the server holds its limit of " + std::to_string(options_.max_streams) +
+                                              " open streams: retry later"));
+    refused.headers.emplace_back("Retry-After", "1");
+    return refused;
+  }
+  reply.status = 101;
+  reply.upgrade = [this, reservation = std::move(reservation), session = std::move(session)](UpgradedSocket socket) {
+    streams_.adopt(std::move(socket), reservation, session);
+  };
   return reply;
 }
 

@@ -21,6 +21,7 @@ void Server::start() {
     rest.host = options_.rest_host;
     rest.port = options_.rest_port;
     rest.max_body_bytes = options_.max_request_bytes;
+    rest.max_streams = options_.max_streams;
     rest.access_log = options_.access_log;
     rest_ = std::make_unique<RestServer>(*models_, metrics_, rest);
     rest_->start();

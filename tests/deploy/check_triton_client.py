@@ -10,7 +10,6 @@ equal `halfserve predict`'s on the same inputs within 1e-6, label ids their argm
 after listing every failure.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -23,23 +22,15 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from harness import Checks, fail, free_port, write_model  # noqa: E402
+from harness import IDS, MASK, Checks, fail, free_port, predict_logits, write_model  # noqa: E402
 
 MODEL = "tiny"
 READY_TIMEOUT_SECONDS = 120
 
-# Two rows, the second padded and masked: [2, 6].
-IDS = [[2, 17, 45, 99, 123, 3], [2, 250, 31, 3, 0, 0]]
-MASK = [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
 
 
 def expected_logits(halfserve, model):
-    """Logits from `halfserve predict` (the engine in-process, no server) on the same inputs."""
-    body = json.dumps({"inputs": {"input_ids": IDS, "attention_mask": MASK}})
-    reply = subprocess.run([halfserve, "predict", "--model", model, "--output", "logits"], input=body, text=True,
-                           capture_output=True, check=True)
-    # Shortest round-trip floats: read as float32, each is recovered exactly.
-    return np.array(json.loads(reply.stdout)["outputs"], dtype=np.float32)
+    return np.array(predict_logits(halfserve, model), dtype=np.float32)
 
 
 def inputs_for(module, dtype, binary=None, names=("input_ids", "attention_mask"), datatype=None, ids=None):

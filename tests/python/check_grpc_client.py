@@ -9,7 +9,6 @@ get TF Serving's status codes. Predict's logits must match `halfserve predict` o
 Exits non-zero with a message on the first mismatch.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -31,24 +30,16 @@ from tensorflow_serving.apis import (  # noqa: E402
     prediction_service_pb2_grpc,
 )
 
-from harness import check, fail, free_port, write_model  # noqa: E402
+from harness import IDS, MASK, check, fail, free_port, predict_logits, write_model  # noqa: E402
 
 MODEL = "tiny"
 READY_TIMEOUT_SECONDS = 120
 CALL_TIMEOUT_SECONDS = 60
 
-# Two rows, the second padded and masked: [2, 6].
-IDS = [[2, 17, 45, 99, 123, 3], [2, 250, 31, 3, 0, 0]]
-MASK = [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
 
 
 def expected_logits(halfserve, model):
-    """Logits from `halfserve predict` (the engine in-process, no server) on the same inputs."""
-    body = json.dumps({"inputs": {"input_ids": IDS, "attention_mask": MASK}})
-    reply = subprocess.run([halfserve, "predict", "--model", model, "--output", "logits"], input=body, text=True,
-                           capture_output=True, check=True)
-    # The reply holds each float32 in shortest round-trip form: reading it as float32 recovers it exactly.
-    return np.array(json.loads(reply.stdout)["outputs"], dtype=np.float32)
+    return np.array(predict_logits(halfserve, model), dtype=np.float32)
 
 
 def wait_until_available(server, model_service, log_path):

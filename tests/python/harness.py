@@ -1,5 +1,6 @@
 """What the Python tests share: failing with a message, a list of checks, a free port, a tiny synthetic model to
 serve."""
+import json
 import os
 import socket
 import subprocess
@@ -52,3 +53,17 @@ def write_model(halfserve, base, vocab=None):
     subprocess.run([halfserve, "synth", "-o", model, "--layers", "1", "--hidden", "32", "--heads", "4", "--ffn", "64",
                     *size, "--positions", "64"], check=True, stdout=subprocess.DEVNULL)
     return model
+
+
+# Two rows, the second padded and masked: [2, 6]; what the client tests send.
+IDS = [[2, 17, 45, 99, 123, 3], [2, 250, 31, 3, 0, 0]]
+MASK = [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
+
+
+def predict_logits(halfserve, model, ids=IDS, mask=MASK):
+    """Logits from `halfserve predict` (the engine in-process, no server), as nested lists of floats; each float in
+    shortest round-trip form, so reading it as float32 recovers it exactly."""
+    body = json.dumps({"inputs": {"input_ids": ids, "attention_mask": mask}})
+    reply = subprocess.run([halfserve, "predict", "--model", model, "--output", "logits"], input=body, text=True,
+                           capture_output=True, check=True)
+    return json.loads(reply.stdout)["outputs"]

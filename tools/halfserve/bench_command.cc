@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "halfserve/bench/bench_report.h"
 #include "halfserve/bench/cpu_contention.h"
+#include "halfserve/bench/stream_bench.h"
 #include "halfserve/bench/wire_bench.h"
 #include "halfserve/engine/device.h"
 #include "halfserve/util/error.h"
@@ -37,6 +38,9 @@ struct BenchFlags {
   std::string target, model_name, signature = "serving_default", input_name = "input_ids", concurrency = "1,4,16,64";
   double sweep_seconds = 10;
   int64_t sweep_batch = 1, sweep_length = 64;
+  int streams = 0;  // > 0: time punctuation streams instead of the grid and sweep
+  double stream_rate = 3, stream_seconds = 30;
+  int64_t stream_window = 0, stream_stride = 0;
 };
 
 void add_bench_options(CLI::App& command, BenchFlags& flags) {
@@ -53,6 +57,17 @@ void add_bench_options(CLI::App& command, BenchFlags& flags) {
       ->check(CLI::NonNegativeNumber);
   command.add_option("--sweep-batch", flags.sweep_batch, "With --target: rows per request in the sweep")->check(CLI::PositiveNumber);
   command.add_option("--sweep-length", flags.sweep_length, "With --target: tokens per row in the sweep")->check(CLI::PositiveNumber);
+  command.add_option("--streams", flags.streams,
+                     "With --target grpc://: time this many live punctuation streams at once instead (commit delay)")
+      ->check(CLI::Range(1, 100000));
+  command.add_option("--stream-rate", flags.stream_rate, "With --streams: words per second per stream")
+      ->check(CLI::PositiveNumber);
+  command.add_option("--stream-seconds", flags.stream_seconds, "With --streams: seconds each stream sends")
+      ->check(CLI::PositiveNumber);
+  command.add_option("--stream-window", flags.stream_window, "With --streams: window (tokens); default the server's")
+      ->check(CLI::NonNegativeNumber);
+  command.add_option("--stream-stride", flags.stream_stride, "With --streams: stride (tokens); default the server's")
+      ->check(CLI::NonNegativeNumber);
   // The grid's flags may be given again to override (scripts/main.sh appends $HALFSERVE_BENCH_FLAGS): the last wins.
   constexpr auto last_wins = CLI::MultiOptionPolicy::TakeLast;
   command.add_option("--precisions", flags.precisions, "Comma-separated precisions to time: fp32, fp16, bf16, int8")
@@ -80,6 +95,25 @@ void add_bench_options(CLI::App& command, BenchFlags& flags) {
   command.add_option("--device", flags.engine.device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   command.add_option("--threads", flags.engine.threads, "Intra-op threads for halfserve and every peer (default: all cores)")
       ->check(CLI::NonNegativeNumber);
+}
+
+// --target with --streams: live punctuation streams against a running server.
+Action stream_bench_action(std::shared_ptr<const BenchFlags> flags) {
+  const WireTarget target = parse_wire_target(flags->target, flags->model_name);
+  StreamLoadOptions options;
+  options.streams = flags->streams;
+  options.words_per_second = flags->stream_rate;
+  options.seconds = flags->stream_seconds;
+  options.window = flags->stream_window;
+  options.stride = flags->stream_stride;
+  return [flags, target, options] {
+    std::cerr << "bench: " << options.streams << " punctuation streams on " << wire_target_url(target) << "\n";
+    const StreamLoadResult result = run_stream_load(target, options);
+    const std::string text = format_stream_report(result, options, target);
+    if (flags->output.empty()) std::cout << text;
+    else write_text_file(flags->output, text);
+    return result.errors == 0 ? 0 : 1;
+  };
 }
 
 // --target: the grid and a concurrency sweep over REST or gRPC against a running server.
@@ -162,7 +196,11 @@ void add_bench_command(CLI::App& app, Action& run) {
   command->callback([flags, &run] {
     if (flags->model.empty() == flags->target.empty())
       throw CLI::ValidationError("bench", "give --model (in-process) or --target (over the wire)");
-    run = flags->target.empty() ? model_bench_action(flags) : wire_bench_action(flags);
+    if (flags->streams > 0 && flags->target.empty())
+      throw CLI::ValidationError("bench", "--streams times a running server: give --target grpc://HOST:PORT");
+    run = flags->target.empty() ? model_bench_action(flags)
+          : flags->streams > 0  ? stream_bench_action(flags)
+                                : wire_bench_action(flags);
   });
 }
 

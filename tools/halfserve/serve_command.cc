@@ -25,6 +25,9 @@ void log_line(const std::string& line) {
 void add_serve_command(CLI::App& app, Action& run) {
   auto* command = app.add_subcommand(
       "serve", "Serve models with TF Serving's REST and gRPC APIs (same flags as tensorflow_model_server)");
+  // As in tensorflow_model_server, a flag given again takes its last value: arguments appended to the container
+  // image's entrypoint (deploy/Containerfile, which passes --port=8500 --rest_api_port=8501) override its defaults.
+  command->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   struct Flags {
     int port = 8500, rest_api_port = 8501;
     std::string rest_api_host = "0.0.0.0", grpc_host = "0.0.0.0";

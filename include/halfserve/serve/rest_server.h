@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -23,6 +24,11 @@ struct RestOptions {
   size_t max_connections = 10000;
   // How long a connection may stay silent: an idle keep-alive, or a client sending nothing more of its request.
   int keep_alive_seconds = 30;
+  // WebSocket punctuation streams (GET …:stream) open at once; beyond, the handshake gets 503. Each is one
+  // descriptor on the streams' event thread, not a thread.
+  size_t max_streams = 1000;
+  // A stream with no message for this long is closed (with a close frame that says so).
+  std::chrono::milliseconds stream_idle_timeout{120'000};
   // One JSON line per request: time, remote, method, path, status, bytes_in, bytes_out, latency_us, model, version.
   // Called after each reply is sent, on the server's threads, concurrently: it must be thread-safe.
   std::function<void(const std::string&)> access_log;

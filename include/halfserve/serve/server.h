@@ -23,6 +23,7 @@ struct ServerOptions {
   int rest_port = 8501;  // 0: no REST server (as TF Serving's --rest_api_port=0)
   std::string rest_host = "0.0.0.0";
   size_t max_request_bytes = 64 << 20;
+  size_t max_streams = 1000;  // WebSocket punctuation streams open at once on the REST port (RestOptions)
   std::function<void(const std::string&)> access_log;
   // On shutdown, how long readiness reports "draining" before the ports close (capped by the grace period).
   std::chrono::milliseconds readiness_grace{1000};
