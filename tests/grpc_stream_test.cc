@@ -153,6 +153,10 @@ TEST_F(GrpcStreamTest, BadInputEndsOnlyItsOwnStream) {
   std::tie(status, replies) = stream({std::string((1 << 20) + 1, 'a')});
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(Contains(status.error_message(), "over the limit")) << status.error_message();
+  // A word that never ends cannot commit: past 1 MiB uncommitted the stream asks for a flush.
+  std::tie(status, replies) = stream({std::string(600000, 'a'), std::string(600000, 'a')}, true);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(Contains(status.error_message(), "not yet committed")) << status.error_message();
   std::tie(status, replies) = stream({"今天"}, false, "nope");
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_TRUE(Contains(status.error_message(), "nope"));
