@@ -9,10 +9,16 @@
 #      delete the tarball to refresh it. It becomes the local image localhost/halfserve-base:bookworm, made again
 #      only when the tarball changes;
 #   2. `buildah bud --isolation chroot --storage-driver vfs` of deploy/Containerfile on that base (chroot isolation
-#      and vfs storage need neither cgroups, user namespaces nor overlay mounts, so it works in a chroot as CI runs).
+#      and vfs storage need neither cgroups, user namespaces nor overlay mounts, so it works in a chroot as CI runs),
+#      skipped when the image was built from the same Containerfile, context files and base
+#      (HALFSERVE_IMAGE_REBUILD=1 builds anyway).
 # Prints the image's name and size. The image is in buildah's vfs storage: `buildah push --storage-driver vfs IMAGE
 # oci-archive:halfserve.tar` exports it; docs/deploy.md ("The container image") says how to run it.
 set -euo pipefail
+if [ $# -gt 1 ] || [[ "${1:-}" == -* ]]; then
+  echo "usage: scripts/image.sh [IMAGE]   (default localhost/halfserve:latest)" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 image=${1:-localhost/halfserve:latest}
 cache=$(realpath -m "${HALFSERVE_IMAGE_CACHE:-build/image}")
@@ -84,22 +90,40 @@ if [ "$imported_sum" != "$base_sum" ]; then
 fi
 
 # ---- 2. the image -------------------------------------------------------------------------------------------------
-# The build's own output (packages, compiler) goes to a log, shown when it fails. --pull=never: the base is local,
-# and no registry is asked about it. No --layers cache: under vfs every cached layer is a whole copy of its root
-# (4 GB for one build), and a source change recompiles everything anyway.
-log=$cache/build.log
-previous=$(buildah images "${storage[@]}" --quiet --no-trunc "$image" 2>/dev/null || true)
-say "building $image from deploy/Containerfile on $base_image (log: $log)"
-if ! buildah bud "${storage[@]}" --isolation chroot --pull=never \
-       --file deploy/Containerfile --ignorefile deploy/Containerfile.dockerignore \
-       --build-arg "BASE_IMAGE=$base_image" --tag "$image" . > "$log" 2>&1; then
-  tail -n 60 "$log" >&2
-  fail "buildah bud failed (whole log: $log)"
-fi
-# The image this one replaces, now untagged: removed unless a container still uses it.
-if [ -n "$previous" ] && [ "$previous" != "$(buildah images "${storage[@]}" --quiet --no-trunc "$image")" ]; then
-  buildah rmi "${storage[@]}" "$previous" > /dev/null 2>&1 || true
+# What the image is made of: the Containerfile, the files of the context it lets in (the "!" lines of its ignore
+# file) and the base. An image labelled with the same sum is up to date and is not built again
+# (HALFSERVE_IMAGE_REBUILD=1 builds anyway, e.g. to take Debian's package updates).
+shopt -s nullglob
+included=()
+while IFS= read -r pattern; do
+  # shellcheck disable=SC2206  # the pattern is a glob to expand
+  included+=($pattern)
+done < <(sed -n 's/^!//p' deploy/Containerfile.dockerignore)
+context_sum=$({ sha256sum deploy/Containerfile deploy/Containerfile.dockerignore; echo "$base_sum";
+  find "${included[@]}" -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
+built_sum=$(buildah inspect "${storage[@]}" --type image --format '{{index .OCIv1.Config.Labels "halfserve.context-sha256"}}' \
+  "$image" 2>/dev/null || true)
+if [ "$built_sum" = "$context_sum" ] && [ "${HALFSERVE_IMAGE_REBUILD:-0}" != 1 ]; then
+  say "$image is up to date (same Containerfile, context files and base)"
+else
+  # The build's own output (packages, compiler) goes to a log, shown when it fails. --pull=never: the base is
+  # local, and no registry is asked about it. No --layers cache: under vfs every cached layer is a whole copy of its
+  # root (4 GB for one build), and a source change recompiles everything anyway.
+  log=$cache/build.log
+  previous=$(buildah images "${storage[@]}" --quiet --no-trunc "$image" 2>/dev/null || true)
+  say "building $image from deploy/Containerfile on $base_image (log: $log)"
+  if ! buildah bud "${storage[@]}" --isolation chroot --pull=never \
+         --file deploy/Containerfile --ignorefile deploy/Containerfile.dockerignore \
+         --build-arg "BASE_IMAGE=$base_image" --label "halfserve.context-sha256=$context_sum" \
+         --tag "$image" . > "$log" 2>&1; then
+    tail -n 60 "$log" >&2
+    fail "buildah bud failed (whole log: $log)"
+  fi
+  # The image this one replaces, now untagged: removed unless a container still uses it.
+  if [ -n "$previous" ] && [ "$previous" != "$(buildah images "${storage[@]}" --quiet --no-trunc "$image")" ]; then
+    buildah rmi "${storage[@]}" "$previous" > /dev/null 2>&1 || true
+  fi
+  say "built"
 fi
 size=$(buildah images "${storage[@]}" --format '{{.Size}}' "$image")
-say "built"
 echo "$image $size"

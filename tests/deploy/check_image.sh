@@ -37,9 +37,28 @@ say "hadolint: deploy/Containerfile clean"
 # ---- 2. build ----------------------------------------------------------------------------------------------------
 work=$(mktemp -d /tmp/check_image.XXXXXX)
 container="" server_runner=""
+# The server itself: the process named halfserve under `buildah run` (chroot isolation runs it as a host process).
+descendants() {
+  local pid child
+  for pid in "$@"; do
+    for child in $(cat /proc/"$pid"/task/*/children 2> /dev/null); do echo "$child"; descendants "$child"; done
+  done
+}
+find_server() {
+  local pid
+  for pid in $(descendants "$1"); do
+    if [ "$(cat /proc/"$pid"/comm 2> /dev/null)" = halfserve ]; then echo "$pid"; return; fi
+  done
+}
+server_pid=""
 cleanup() {
+  # The server first: `buildah run` then exits by itself and removes its own temporary files (killed, it leaves
+  # them in /var/tmp).
   if [ -n "$server_runner" ] && kill -0 "$server_runner" 2> /dev/null; then
-    kill -KILL "$server_runner" 2> /dev/null || true
+    [ -n "$server_pid" ] || server_pid=$(find_server "$server_runner")
+    if [ -n "$server_pid" ]; then kill -KILL "$server_pid" 2> /dev/null || true; fi
+    for _ in $(seq 100); do kill -0 "$server_runner" 2> /dev/null || break; sleep 0.1; done
+    if kill -0 "$server_runner" 2> /dev/null; then kill -KILL "$server_runner" 2> /dev/null || true; fi
     wait "$server_runner" 2> /dev/null || true
   fi
   if [ -n "$container" ]; then buildah rm "${storage[@]}" "$container" > /dev/null 2>&1 || true; fi
@@ -50,7 +69,7 @@ trap cleanup EXIT
 build_started=$(date +%s)
 built=$(bash scripts/image.sh)
 image=${built%% *}
-say "scripts/image.sh built $built in $(( $(date +%s) - build_started )) s"
+say "scripts/image.sh: $built ($(( $(date +%s) - build_started )) s)"
 # buildah prints the unpacked size of the image's layers in decimal units, three digits ("215 MB").
 size=$(buildah images "${storage[@]}" --format '{{.Size}}' "$image")
 size_mb=$(/usr/bin/python3 -c '
@@ -70,10 +89,13 @@ print(*[s.getsockname()[1] for s in sockets])'
 }
 read -r grpc_port rest_port <<< "$(free_ports)"
 base=http://127.0.0.1:$rest_port
-# One fixed name: a run killed before its cleanup leaves at most this one container, removed here next time.
-buildah rm "${storage[@]}" halfserve-image-check > /dev/null 2>&1 || true
+# The container is named after this shell's pid: the containers of runs killed before their cleanup (whose pid is
+# gone) are removed here; those of a run still going are left alone.
+for name in $(buildah containers "${storage[@]}" --format '{{.ContainerName}}' | grep -E '^halfserve-image-check-[0-9]+$' || true); do
+  [ -d /proc/"${name##*-}" ] || buildah rm "${storage[@]}" "$name" > /dev/null 2>&1 || true
+done
 created=$(date +%s.%N)
-container=$(buildah from "${storage[@]}" --pull=never --name halfserve-image-check "$image")
+container=$(buildah from "${storage[@]}" --pull=never --name "halfserve-image-check-$$" "$image")
 started=$(date +%s.%N)
 buildah run "${storage[@]}" --isolation chroot "$container" -- /usr/local/bin/halfserve-entrypoint \
   --port="$grpc_port" --rest_api_port="$rest_port" --rest_api_host=127.0.0.1 --grpc_host=127.0.0.1 \
@@ -93,17 +115,7 @@ say "buildah from (vfs copy of the image): $(/usr/bin/python3 -c "print(f'{$star
 /usr/bin/python3 -c "import sys; sys.exit($ready_seconds > $ready_limit)" ||
   fail "ready after $ready_seconds s, over the $ready_limit s limit"
 
-# The server itself: the process named halfserve under `buildah run` (chroot isolation runs it as a host process).
-descendants() {
-  local pid child
-  for pid in "$@"; do
-    for child in $(cat /proc/"$pid"/task/*/children 2> /dev/null); do echo "$child"; descendants "$child"; done
-  done
-}
-server_pid=""
-for pid in $(descendants "$server_runner"); do
-  if [ "$(cat /proc/"$pid"/comm 2> /dev/null)" = halfserve ]; then server_pid=$pid; fi
-done
+server_pid=$(find_server "$server_runner")
 [ -n "$server_pid" ] || fail "no halfserve process under buildah run ($server_runner)"
 uid=$(awk '/^Uid:/ { print $2 }' /proc/"$server_pid"/status)
 [ "$uid" = 65532 ] || fail "the server runs as uid $uid, not 65532"
@@ -147,7 +159,7 @@ deadline=$(( $(date +%s) + 30 ))
 while kill -0 "$server_runner" 2> /dev/null && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.1; done
 kill -0 "$server_runner" 2> /dev/null && { cat "$work/server.log" >&2; fail "still running 30 s after SIGTERM"; }
 wait "$server_runner" || exit_code=$?
-server_runner=""
+server_runner="" server_pid=""
 grep -q 'received SIGTERM' "$work/server.log" || { cat "$work/server.log" >&2; fail "the server never logged the SIGTERM"; }
 [ "$exit_code" = 0 ] || { cat "$work/server.log" >&2; fail "the server exited $exit_code after SIGTERM"; }
 say "SIGTERM: /readyz 503 while draining, exited 0"
