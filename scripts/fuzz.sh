@@ -14,7 +14,7 @@ target=${1:?usage: scripts/fuzz.sh TARGET SECONDS}
 seconds=${2:?usage: scripts/fuzz.sh TARGET SECONDS}
 targets=(fuzz_frozen_model fuzz_hf_safetensors fuzz_torch_checkpoint fuzz_tf_checkpoint fuzz_graphdef fuzz_saved_model
          fuzz_restricted_pickle fuzz_predict_json fuzz_punctuate_json fuzz_tokenizer fuzz_grpc_predict fuzz_v2_infer_json
-         fuzz_grpc_infer)
+         fuzz_grpc_infer fuzz_websocket_frames)
 if [ "$target" = list ]; then printf '%s\n' "${targets[@]}"; exit 0; fi
 [[ " ${targets[*]} build " == *" $target "* ]] || { echo "fuzz.sh: unknown target $target (try: scripts/fuzz.sh list 0)" >&2; exit 2; }
 if ! command -v clang++-14 > /dev/null; then
@@ -115,6 +115,12 @@ PROTO
     seed_text json.json '{"id":"a","inputs":[{"name":"input_ids","shape":[1,3],"datatype":"INT64","data":[101,2769,102]},{"name":"attention_mask","shape":[1,3],"datatype":"INT32","data":[[1,1,1]]}],"outputs":[{"name":"logits","parameters":{"binary_data":true}}]}'
     header='{"inputs":[{"name":"input_ids","shape":[1,3],"datatype":"INT32","parameters":{"binary_data_size":12}}],"parameters":{"binary_data_output":true}}'
     printf '%s\n%s\x65\x00\x00\x00\xe1\x0a\x00\x00\x66\x00\x00\x00' "${#header}" "$header" > "$seeds/binary.bin" ;;
+  fuzz_websocket_frames)
+    # The first byte picks the piece size (8); then a masked text frame {"text":"你好"} and a masked close (1000, "bye").
+    python3 -c 'import sys
+def frame(opcode, payload, key=b"\x01\x02\x03\x04"):
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+open(sys.argv[1], "wb").write(b"\x07" + frame(1, "{\"text\":\"你好\"}".encode()) + frame(8, b"\x03\xe8bye"))' "$seeds/frames.bin" ;;
   fuzz_grpc_infer)
     protoc --encode=inference.ModelInferRequest -I proto proto/inference/grpc_predict_v2.proto > "$seeds/request.bin" <<'PROTO'
 model_name: "default" id: "x"

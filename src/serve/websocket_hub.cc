@@ -371,7 +371,9 @@ void WebSocketHub::Impl::handle(Connection& connection, websocket::Message messa
 void WebSocketHub::Impl::start_next(Connection& connection) {
   if (connection.busy || connection.queued.empty() || connection.close_sent || connection.unsent() >= kMaxUnsentBytes)
     return;
-  auto [payload, text] = std::move(connection.queued.front());
+  // Plain variables, not a structured binding: lambdas may not capture those before C++20 (clang 14 refuses).
+  std::string payload = std::move(connection.queued.front().first);
+  const bool text = connection.queued.front().second;
   connection.queued.pop_front();
   connection.queued_bytes -= payload.size();
   connection.busy = true;
